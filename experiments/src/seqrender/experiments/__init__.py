@@ -1,0 +1,1 @@
+"""The seqrender application: configs, data, training, evaluation, launching."""
