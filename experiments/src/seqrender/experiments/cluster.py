@@ -1,0 +1,96 @@
+"""SLURM glue for training jobs: the torch.distributed environment of a task, and the pre-timeout /
+preemption signals turned into "checkpoint, then requeue".
+
+- `export_distributed_env()` runs before the Accelerator starts. In a multi-task submitit job
+  (`hydra/launcher=submitit_slurm` with `tasks_per_node`/`nodes` > 1, or `submitit_local`) it exports
+  MASTER_ADDR, MASTER_PORT, RANK, WORLD_SIZE, LOCAL_RANK and LOCAL_WORLD_SIZE from SLURM's task
+  variables (submitit's `TorchDistributedEnvironment`), so accelerate starts DDP (gloo on CPU, NCCL on
+  GPU). Under `torchrun` / `accelerate launch` (RANK already set) and in single-task runs it does
+  nothing.
+- `preemptible()` is a context manager around the training. Inside it, SLURM's pre-timeout signal
+  (submitit's: SIGUSR2 unless `SUBMITIT_PREEMPT_SIGNAL` says otherwise; sent `signal_delay_s` before
+  the time limit) and SIGTERM (preemption, `scontrol requeue`, `scancel`) only raise a flag, which the
+  training loop polls each step (`stop_requested`) to write a checkpoint and return. On leaving the
+  block after such a signal, the handler that was there before runs: submitit's pickles the job's
+  submission (hydra-submitit-launcher resubmits itself with the same overrides, so the job reruns in
+  the same run directory), calls `scontrol requeue` and exits; the requeued job resumes from the
+  newest checkpoint of that run directory. Outside submitit the signal's default action (termination)
+  follows the checkpoint.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+from contextlib import contextmanager
+from types import FrameType
+from typing import Callable, Iterator
+
+log = logging.getLogger(__name__)
+
+DISTRIBUTED_VARS = ("MASTER_ADDR", "MASTER_PORT", "RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE")
+
+
+def export_distributed_env() -> dict[str, str]:
+    """Export the torch.distributed `env://` variables of this submitit task; returns what was set
+    ({} when the variables are already there, outside a submitit job, or with a single task)."""
+    if "RANK" in os.environ and "WORLD_SIZE" in os.environ:
+        return {}
+    from submitit.helpers import TorchDistributedEnvironment
+
+    try:
+        dist_env = TorchDistributedEnvironment()
+    except RuntimeError:  # submitit: "Could not figure out which environment the job is running in"
+        return {}
+    if dist_env.world_size == 1:
+        return {}
+    # CUDA_VISIBLE_DEVICES is left alone: accelerate picks cuda:LOCAL_RANK among the node's GPUs.
+    dist_env.export(set_cuda_visible_devices=False, overwrite=True)
+    exported = {key: os.environ[key] for key in DISTRIBUTED_VARS}
+    log.info("exported torch.distributed environment %s", exported)
+    return exported
+
+
+def requeue_signal() -> signal.Signals:
+    """The signal submitit turns into checkpoint + requeue (SIGUSR2 unless SUBMITIT_PREEMPT_SIGNAL)."""
+    name = os.environ.get("SUBMITIT_PREEMPT_SIGNAL", "USR2")
+    try:
+        return signal.Signals[f"SIG{name}"]
+    except KeyError:
+        raise ValueError(f"SUBMITIT_PREEMPT_SIGNAL={name!r} is not a signal name (e.g. USR1, USR2)") from None
+
+
+@contextmanager
+def preemptible() -> Iterator[Callable[[], bool]]:
+    """Yield `stop_requested()`: true once the requeue signal or SIGTERM arrived. On exit after one
+    did, hand it to the previous handler (submitit: requeue and exit) or to its default action."""
+    if threading.current_thread() is not threading.main_thread():
+        yield lambda: False  # Python only delivers signals to the main thread
+        return
+    caught: list[int] = []
+
+    def record(signum: int, frame: FrameType | None) -> None:
+        log.warning("caught %s: checkpointing at the end of this step", signal.Signals(signum).name)
+        caught.append(signum)
+
+    watched = (requeue_signal(), signal.SIGTERM)
+    previous = {signum: signal.signal(signum, record) for signum in watched}
+    try:
+        yield lambda: bool(caught)
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    if caught:
+        _hand_over(caught[0], previous[caught[0]])
+
+
+def _hand_over(signum: int, handler: Callable | int | None) -> None:
+    """After the checkpoint: let the pre-existing handler act on `signum`, as if it had just arrived."""
+    if callable(handler):
+        handler(signum, None)  # submitit rank 0: pickle the resubmission, `scontrol requeue`, sys.exit
+        raise SystemExit(-1)   # other ranks, or SIGTERM (SLURM requeues/cancels): end without a result
+    if handler == signal.SIG_IGN:
+        return
+    signal.signal(signum, signal.SIG_DFL)
+    signal.raise_signal(signum)

@@ -1,0 +1,131 @@
+"""The run configuration, validated with pydantic once, before anything is built.
+
+`validate_config(raw)` takes the composed Hydra config (as a plain dict) and returns a `RunConfig`:
+the trainer and eval sections are pydantic models with constraints; every registry group
+(`model`, `posenc`, ...) is `{"name": ..., **fields}` and its fields are validated against the
+config dataclass registered under that name (pydantic `TypeAdapter`). The first problem is raised as
+`ConfigError("trainer.lr: Input should be greater than 0 (got -1.0)")`, naming the field path.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
+
+from seqrender.models import registry
+
+Setting = Literal["1->3", "3->1"]
+COMPONENT_KINDS = ("model", "posenc", "sampler", "schedule", "solver", "dataset")
+
+
+class ConfigError(ValueError):
+    """A user error in the composed config; the message is one line starting with the field path."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TrainerConfig(_Strict):
+    steps: int = Field(gt=0)
+    batch_size: int = Field(gt=0)
+    views: int = Field(ge=2)
+    lr: float = Field(gt=0)
+    weight_decay: float = Field(ge=0)
+    warmup_steps: int = Field(ge=0)
+    min_lr_ratio: float = Field(ge=0, le=1)
+    betas: tuple[float, float]
+    grad_clip: float = Field(gt=0)
+    ema_decay: float = Field(ge=0, lt=1)
+    ema_start: int = Field(ge=0)
+    cond_drop_prob: float = Field(ge=0, lt=1)
+    random_masking: bool
+    checkpoint_every: int = Field(gt=0)
+    keep_checkpoints: int = Field(ge=1)
+    log_every: int = Field(gt=0)
+    cpu: bool
+    progress: bool
+
+
+class EvalConfig(_Strict):
+    num_items: int = Field(gt=0)
+    settings: tuple[Setting, ...] = Field(min_length=1)
+    guidance_scale: float = Field(ge=0)
+    batch_size: int = Field(gt=0)
+    seed: int
+    sample_rows: int = Field(ge=0)
+
+
+@dataclasses.dataclass(frozen=True)
+class Component:
+    """A registry choice: `registry.build(kind, name, config, **kw)` builds it."""
+
+    kind: str
+    name: str
+    config: Any
+
+    def build(self, **kwargs: Any) -> Any:
+        return registry.build(self.kind, self.name, self.config, **kwargs)
+
+
+class RunConfig(_Strict):
+    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
+
+    seed: int
+    threads: int = Field(ge=0)
+    trainer: TrainerConfig
+    eval: EvalConfig
+    model: Component
+    posenc: Component
+    sampler: Component
+    schedule: Component
+    solver: Component
+    dataset: Component
+
+    @model_validator(mode="after")
+    def _views_cover_settings(self) -> "RunConfig":
+        for setting in self.eval.settings:
+            if sum(map(int, setting.split("->"))) > self.trainer.views:
+                raise ValueError(f"eval setting {setting} needs more views than trainer.views")
+        return self
+
+
+def validate_config(raw: dict[str, Any]) -> RunConfig:
+    """Validate the composed config (plain dict, `hydra` key excluded) into a RunConfig."""
+    raw = {k: v for k, v in raw.items() if k != "hydra"}
+    components = {}
+    for kind in COMPONENT_KINDS:
+        if not isinstance(raw.get(kind), dict):
+            raise ConfigError(f"{kind}: missing config group (choose one of: {', '.join(registry.names(kind))})")
+        components[kind] = validate_component(kind, raw[kind])
+    try:
+        return RunConfig(**{**raw, **components})
+    except ValidationError as exc:
+        raise ConfigError(_first_error(exc)) from None
+
+
+def validate_component(kind: str, node: dict[str, Any]) -> Component:
+    """`{"name": ..., **fields}` -> Component with the registered dataclass instance as config."""
+    fields = dict(node)
+    name = fields.pop("name", None)
+    if name not in registry.names(kind):
+        raise ConfigError(f"{kind}.name: unknown {kind} {name!r}; registered: {', '.join(registry.names(kind))}")
+    cls = registry.config_class(kind, name)
+    allowed = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(fields) - allowed)
+    if unknown:
+        raise ConfigError(f"{kind}.{unknown[0]}: not a field of {kind} '{name}'; "
+                          f"allowed: {', '.join(sorted(allowed)) or '(none)'}")
+    try:
+        config = TypeAdapter(cls).validate_python(fields)
+    except ValidationError as exc:
+        raise ConfigError(_first_error(exc, prefix=kind)) from None
+    return Component(kind, name, config)
+
+
+def _first_error(exc: ValidationError, *, prefix: str = "") -> str:
+    err = exc.errors()[0]
+    path = ".".join(str(p) for p in (prefix, *err["loc"]) if p != "")
+    got = f" (got {err['input']!r})" if not isinstance(err.get("input"), dict) else ""
+    return f"{path or 'config'}: {err['msg']}{got}"

@@ -1,0 +1,64 @@
+"""The main job: data -> train -> evaluate -> metrics.json, samples.png, loss_curve.png."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Callable
+
+import torch
+from accelerate import PartialState
+
+from seqrender.experiments import report
+from seqrender.experiments.batching import SceneTensors
+from seqrender.experiments.config import RunConfig
+from seqrender.experiments.evaluate import evaluate
+from seqrender.experiments.train import build_model, train
+
+
+def load_split(cfg: RunConfig, split: str) -> SceneTensors:
+    """Every view of every scene of `split` ("train" / "heldout"), generated first if missing."""
+    dataset = cfg.dataset.build(split=split)
+    if len(dataset) == 0:
+        raise ValueError(f"dataset split {split!r} is empty: increase dataset.num_scenes")
+    items = [dataset.get_item(i, frames=range(len(dataset.cameras[i]))) for i in range(len(dataset))]
+    return SceneTensors(**{k: torch.stack([item[k] for item in items]) for k in ("images", "intrinsics", "extrinsics")})
+
+
+def run_job(cfg: RunConfig, *, run_dir: Path, stop_requested: Callable[[], bool] | None = None) -> dict:
+    """Train (or resume) then evaluate; returns the metrics written to `<run_dir>/metrics.json`
+    ({"status": "preempted", ...} without evaluation if training was stopped)."""
+    started = time.perf_counter()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    train_scenes, heldout = load_split(cfg, "train"), load_split(cfg, "heldout")
+    data_seconds = time.perf_counter() - started
+    result, ema = train(cfg, train_scenes, run_dir=run_dir, stop_requested=stop_requested)
+    train_info = {"steps": result.step, "seconds": round(result.seconds, 2), "final_loss": _tail_mean(result.losses),
+                  "status": result.status, "checkpoint": str(result.checkpoint) if result.checkpoint else None,
+                  "parameters": sum(p.numel() for p in ema.parameters())}
+    if result.status != "finished":
+        return {"train": train_info}
+    if not PartialState().is_main_process:
+        return {"train": train_info}
+    eval_started = time.perf_counter()
+    results, samples = evaluate(cfg, heldout, {"trained": ema, "untrained": build_model(cfg)},
+                               progress=cfg.trainer.progress)
+    metrics = {
+        "eval": results,
+        "train": train_info,
+        "data": {"seconds": round(data_seconds, 2), "train_scenes": len(train_scenes), "heldout_scenes": len(heldout)},
+        "eval_info": {"seconds": round(time.perf_counter() - eval_started, 2), "items": cfg.eval.num_items,
+                      "guidance_scale": cfg.eval.guidance_scale, "schedule": cfg.schedule.name,
+                      "solver": cfg.solver.name, "model": "trained = EMA weights"},
+        "total_seconds": round(time.perf_counter() - started, 2),
+    }
+    report.write_metrics(run_dir / "metrics.json", metrics)
+    report.write_samples(run_dir / "samples.png", samples, rows=cfg.eval.sample_rows)
+    report.write_loss_curve(run_dir / "loss_curve.png", result.losses)
+    report.print_table(results)
+    print(f"trained {result.step} steps in {result.seconds:.0f} s; outputs in {run_dir}")
+    return metrics
+
+
+def _tail_mean(losses: list[float], n: int = 50) -> float | None:
+    return round(sum(losses[-n:]) / len(losses[-n:]), 5) if losses else None
+

@@ -1,0 +1,85 @@
+"""What a run leaves in its directory: metrics.json, samples.png, loss_curve.png, and a printed table."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from einops import rearrange  # noqa: E402
+from PIL import Image, ImageDraw  # noqa: E402
+from rich.console import Console  # noqa: E402
+from rich.table import Table  # noqa: E402
+
+from seqrender.experiments.checkpoint import atomic_write  # noqa: E402
+
+GAP = 4     # pixels between the reference | ground truth | prediction groups
+ZOOM = 3    # nearest-neighbour upscaling of the tiny images
+
+
+def write_metrics(path: Path, metrics: dict) -> None:
+    atomic_write(path, lambda p: p.write_text(json.dumps(metrics, indent=2) + "\n"))
+
+
+def _row(images: torch.Tensor, is_reference: torch.Tensor, pred: torch.Tensor) -> np.ndarray:
+    """One eval item: references | ground-truth targets | predicted targets, (H, W', 3) uint8.
+
+    images, pred: (V, 3, H, W) in [0, 1]; is_reference: (V,) bool."""
+    groups = [images[is_reference], images[~is_reference], pred[~is_reference]]
+    h = images.shape[-2]
+    gap = np.full((h, GAP, 3), 0.6, dtype=np.float32)
+    parts = []
+    for g in groups:
+        parts += [rearrange(g, "v c h w -> h (v w) c").numpy(), gap]
+    return (np.concatenate(parts[:-1], axis=1) * 255).round().astype(np.uint8)
+
+
+def write_samples(path: Path, samples: dict, *, rows: int) -> None:
+    """samples: {setting: (batches, predictions)} -> one PNG, a titled block of rows per setting."""
+    blocks = []
+    for setting, (batches, preds) in samples.items():
+        items = [(b.images[i], b.is_reference[i], p[i]) for b, p in zip(batches, preds) for i in range(len(p))]
+        lines = [_row(*item) for item in items[:rows]]
+        if lines:
+            blocks.append((setting, np.concatenate([np.pad(r, ((1, 1), (0, 0), (0, 0)), constant_values=255)
+                                                    for r in lines])))
+    width = max(b.shape[1] for _, b in blocks) * ZOOM
+    title_h = 14
+    canvas = Image.new("RGB", (width, sum(b.shape[0] * ZOOM + title_h for _, b in blocks)), "white")
+    draw, y = ImageDraw.Draw(canvas), 0
+    for setting, block in blocks:
+        draw.text((2, y + 1), f"{setting}: references | ground truth | prediction", fill="black")
+        img = Image.fromarray(block).resize((block.shape[1] * ZOOM, block.shape[0] * ZOOM), Image.NEAREST)
+        canvas.paste(img, (0, y + title_h))
+        y += title_h + img.height
+    atomic_write(path, lambda p: canvas.save(p, format="PNG"))
+
+
+def write_loss_curve(path: Path, losses: list[float]) -> None:
+    fig, ax = plt.subplots(figsize=(6, 3.5), dpi=100)
+    steps = np.arange(1, len(losses) + 1)
+    ax.plot(steps, losses, lw=0.6, alpha=0.4, label="loss")
+    window = max(1, len(losses) // 50)
+    if len(losses) >= window:
+        smooth = np.convolve(losses, np.ones(window) / window, mode="valid")
+        ax.plot(steps[window - 1:], smooth, lw=1.5, label=f"mean of {window}")
+    ax.set(xlabel="step", ylabel="velocity MSE (targets)", yscale="log", title="training loss")
+    ax.legend()
+    fig.tight_layout()
+    atomic_write(path, lambda p: fig.savefig(p, format="png"))
+    plt.close(fig)
+
+
+def print_table(results: dict) -> None:
+    table = Table(title="held-out novel view synthesis (PSNR dB / SSIM)")
+    methods = list(next(iter(results.values())))
+    table.add_column("setting")
+    for m in methods:
+        table.add_column(m, justify="right")
+    for setting, row in results.items():
+        table.add_row(setting, *(f"{row[m]['psnr']:.2f} / {row[m]['ssim']:.3f}" for m in methods))
+    Console().print(table)

@@ -1,0 +1,194 @@
+"""Kaleido training with accelerate: rectified-flow velocity loss on target views only.
+
+Each step draws its global batch from `batching.make_train_batch` (a pure function of seed, step and
+sample index); each process takes its slice. The loss is averaged per sample over its target
+tokens, then over samples, so DDP's gradient average over equal slices equals one process with the
+whole batch. AdamW + linear warmup + cosine decay, gradient clipping, an EMA of the weights (used
+for evaluation), atomic checkpoints every `trainer.checkpoint_every` steps and a resume from the
+newest one. `stop_requested()` is polled once per step: when true the run checkpoints and returns
+status "preempted" (SLURM requeue).
+"""
+from __future__ import annotations
+
+import copy
+import math
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from accelerate import Accelerator
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from seqrender.experiments.batching import SceneTensors, TrainBatch, make_train_batch
+from seqrender.experiments.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from seqrender.experiments.config import RunConfig, TrainerConfig
+
+
+@dataclass
+class TrainResult:
+    status: str                      # "finished" or "preempted"
+    step: int                        # optimiser steps done
+    seconds: float                   # training wall time, summed over resumed segments
+    losses: list[float] = field(default_factory=list)  # global-batch loss per step
+    checkpoint: Path | None = None
+
+
+def build_model(cfg: RunConfig) -> nn.Module:
+    """The model with its initial weights a function of `cfg.seed` only."""
+    torch.manual_seed(cfg.seed)
+    return cfg.model.build(posenc=cfg.posenc.name, posenc_cfg=cfg.posenc.config)
+
+
+def make_accelerator(trainer: TrainerConfig) -> Accelerator:
+    """Export the torch.distributed environment of a SLURM task (if any), then start accelerate."""
+    try:
+        from seqrender.experiments.cluster import export_distributed_env
+    except ImportError:
+        export_distributed_env = None
+    if export_distributed_env is not None:
+        export_distributed_env()
+    return Accelerator(cpu=trainer.cpu, mixed_precision="no")
+
+
+def lr_lambda(trainer: TrainerConfig) -> Callable[[int], float]:
+    """Linear warmup over `warmup_steps`, then cosine from 1 down to `min_lr_ratio`."""
+    def factor(step: int) -> float:
+        if step < trainer.warmup_steps:
+            return (step + 1) / trainer.warmup_steps
+        span = max(1, trainer.steps - trainer.warmup_steps)
+        progress = min(1.0, (step - trainer.warmup_steps) / span)
+        return trainer.min_lr_ratio + (1 - trainer.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+    return factor
+
+
+def flow_loss(model: nn.Module, batch: TrainBatch) -> Tensor:
+    """Velocity MSE on active target views: mean per sample over its target tokens, then mean over
+    samples. Scalar."""
+    pred = model(batch.noised(), batch.t, is_reference=batch.is_reference, intrinsics=batch.intrinsics,
+                 extrinsics=batch.extrinsics, frame_mask=batch.frame_mask, drop_condition=batch.drop_condition)
+    err = (pred - (batch.noise - batch.x)).pow(2).mean(dim=(2, 3, 4))          # (B, V)
+    mask = batch.loss_mask.to(err.dtype)
+    return ((err * mask).sum(1) / mask.sum(1).clamp_min(1)).mean()
+
+
+@torch.no_grad()
+def update_ema(ema: nn.Module, model: nn.Module, *, decay: float) -> None:
+    for e, p in zip(ema.parameters(), model.parameters()):
+        e.lerp_(p.detach(), 1 - decay)
+
+
+def train(cfg: RunConfig, scenes: SceneTensors, *, run_dir: Path,
+          stop_requested: Callable[[], bool] | None = None) -> tuple[TrainResult, nn.Module]:
+    """Train (resuming from `<run_dir>/checkpoints` if present). Returns the result and the EMA model."""
+    tc = cfg.trainer
+    accelerator = make_accelerator(tc)
+    model = build_model(cfg)
+    ema = copy.deepcopy(model).requires_grad_(False).eval()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=tc.lr, betas=tc.betas, weight_decay=tc.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(tc))
+    ckpt_root = run_dir / "checkpoints"
+    state = _resume(ckpt_root, model=model, ema=ema, optimizer=optimizer, scheduler=scheduler)
+    model, optimizer = accelerator.prepare(model, optimizer)
+    if state and accelerator.scaler is not None and state.get("scaler") is not None:
+        accelerator.scaler.load_state_dict(state["scaler"])
+    step = state.get("step", 0)
+    losses: list[float] = state.get("losses", [])
+    started = time.perf_counter() - state.get("seconds", 0.0)   # so elapsed() sums resumed segments
+    sampler = cfg.sampler.build()
+    slice_size = _slice_size(tc.batch_size, accelerator.num_processes)
+    rank = accelerator.process_index
+    ema.to(accelerator.device)
+
+    def elapsed() -> float:
+        return time.perf_counter() - started
+
+    def checkpoint() -> Path:
+        accelerator.wait_for_everyone()
+        path = ckpt_root / f"step_{step:08d}"
+        if accelerator.is_main_process:
+            save_checkpoint(ckpt_root, step, model=accelerator.unwrap_model(model), ema=ema, keep=tc.keep_checkpoints,
+                            state=_state(step, optimizer, scheduler, accelerator, losses, elapsed(), cfg))
+        accelerator.wait_for_everyone()
+        return path
+
+    bar = tqdm(total=tc.steps, initial=step, desc="train", disable=not (tc.progress and accelerator.is_main_process),
+               dynamic_ncols=True)
+    model.train()
+    while step < tc.steps:
+        if _any_rank(accelerator, stop_requested):
+            path = checkpoint()
+            return TrainResult("preempted", step, elapsed(), losses, path), ema
+        batch = make_train_batch(scenes, seed=cfg.seed, step=step, batch_size=tc.batch_size, views=tc.views,
+                                 indices=range(rank * slice_size, (rank + 1) * slice_size), sampler=sampler,
+                                 cond_drop_prob=tc.cond_drop_prob, random_masking=tc.random_masking)
+        loss = flow_loss(model, batch.to(accelerator.device))
+        accelerator.backward(loss)
+        accelerator.clip_grad_norm_(model.parameters(), tc.grad_clip)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        update_ema(ema, accelerator.unwrap_model(model), decay=0.0 if step < tc.ema_start else tc.ema_decay)
+        losses.append(float(accelerator.reduce(loss.detach(), reduction="mean")))
+        step += 1
+        bar.update(1)
+        if step % tc.log_every == 0:
+            _log(bar, step, tc.steps, np.mean(losses[-tc.log_every:]), scheduler.get_last_lr()[0],
+                 quiet=not accelerator.is_main_process)
+        if step % tc.checkpoint_every == 0 or step == tc.steps:
+            checkpoint()
+    bar.close()
+    return TrainResult("finished", step, elapsed(), losses, latest_checkpoint(ckpt_root)), ema
+
+
+def _log(bar, step: int, steps: int, loss: float, lr: float, *, quiet: bool) -> None:
+    """Loss and lr on the progress bar, or as a plain line when the bar is off (logs, SLURM)."""
+    if bar.disable and not quiet:
+        print(f"step {step}/{steps} loss {loss:.4f} lr {lr:.2e}", flush=True)
+    bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}")
+
+
+def _slice_size(batch_size: int, processes: int) -> int:
+    if batch_size % processes:
+        raise ValueError(f"trainer.batch_size={batch_size} must be divisible by the {processes} processes")
+    return batch_size // processes
+
+
+def _any_rank(accelerator: Accelerator, stop_requested: Callable[[], bool] | None) -> bool:
+    """True on every rank as soon as any rank's `stop_requested()` is true."""
+    flag = torch.tensor(float(bool(stop_requested and stop_requested())), device=accelerator.device)
+    if accelerator.num_processes > 1:
+        flag = accelerator.reduce(flag, reduction="sum")
+    return bool(flag > 0)
+
+
+def _state(step, optimizer, scheduler, accelerator, losses, seconds, cfg: RunConfig) -> dict:
+    return {
+        "step": step,
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "scaler": accelerator.scaler.state_dict() if accelerator.scaler is not None else None,
+        "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()},
+        "data": {"seed": cfg.seed, "samples_seen": step * cfg.trainer.batch_size},
+        "losses": list(losses),
+        "seconds": seconds,
+    }
+
+
+def _resume(root: Path, *, model, ema, optimizer, scheduler) -> dict:
+    """Load the newest complete checkpoint under `root` into the objects; {} if there is none."""
+    ckpt = latest_checkpoint(root)
+    if ckpt is None:
+        return {}
+    state = load_checkpoint(ckpt, model=model, ema=ema)
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    torch.set_rng_state(state["rng"]["torch"])
+    np.random.set_state(state["rng"]["numpy"])
+    random.setstate(state["rng"]["python"])
+    print(f"resuming from {ckpt} (step {state['step']})")
+    return state

@@ -1,0 +1,191 @@
+"""Transformer pieces shared by Kaleido and 4Real-Video-V2 (DiT-style).
+
+- `TimestepEmbedding`: t (B,) in [0, 1] -> (B, D) (sinusoidal features of 1000·t, then an MLP).
+- `AdaLNModulation`: conditioning (B, D) -> n chunks (B, D), zero-initialised (adaLN-Zero).
+- `modulate`, `gate`: apply (shift, scale) / gate chunks to a token grid (B, *grid, D).
+- `SwiGLU`: the feed-forward layer.
+- `PatchEmbed`, `unpatchify`: (B, V, C, H, W) <-> token grid (B, V, H/p, W/p, D).
+- `FinalLayer`: modulated norm + zero-initialised projection back to patches.
+- `TransformerConfig`: the fields every model here shares (validated once).
+- `record_max_activations`: top-1 |activation| per block (Kaleido §3.2.2, massive activations).
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+from dataclasses import dataclass
+
+import torch
+from einops import rearrange
+from torch import Tensor, nn
+
+TIME_FEATURES = 256
+
+
+def check_choice(owner: str, name: str, value, allowed) -> None:
+    """ValueError "<owner>.<name> must be one of a, b; got 'x'" unless value is allowed."""
+    if value not in allowed:
+        raise ValueError(f"{owner}.{name} must be one of {', '.join(map(str, allowed))}; got {value!r}")
+
+
+@dataclass
+class TransformerConfig:
+    """Fields shared by the models' configs (defaults: CPU-sized)."""
+
+    layers: int = 2
+    hidden: int = 64
+    heads: int = 4
+    kv_heads: int = 2
+    num_registers: int = 1
+    patch_size: int = 2
+    in_channels: int = 16
+    qk_norm: bool = True
+    mlp_ratio: float = 8 / 3
+
+    def __post_init__(self):
+        owner = type(self).__name__
+        for name in ("layers", "hidden", "heads", "kv_heads", "patch_size", "in_channels"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{owner}.{name} must be >= 1; got {getattr(self, name)}")
+        if self.num_registers < 0:
+            raise ValueError(f"{owner}.num_registers must be >= 0; got {self.num_registers}")
+        if self.hidden % self.heads or self.heads % self.kv_heads:
+            raise ValueError(f"{owner}: heads={self.heads} must divide hidden={self.hidden} and "
+                             f"kv_heads={self.kv_heads} must divide heads")
+
+    @property
+    def head_dim(self) -> int:
+        return self.hidden // self.heads
+
+
+def broadcast_cond(c: Tensor, x: Tensor) -> Tensor:
+    """Per-sample conditioning c (B, D) -> (B, 1, ..., 1, D) broadcastable to x (B, *grid, D)."""
+    return c.reshape(c.shape[0], *([1] * (x.ndim - 2)), c.shape[-1])
+
+
+def modulate(x: Tensor, shift: Tensor, scale: Tensor) -> Tensor:
+    """x (B, *grid, D), shift and scale (B, D) -> x·(1 + scale) + shift."""
+    return x * (1 + broadcast_cond(scale, x)) + broadcast_cond(shift, x)
+
+
+def gate(x: Tensor, g: Tensor) -> Tensor:
+    """x (B, *grid, D), g (B, D) -> g·x."""
+    return x * broadcast_cond(g, x)
+
+
+def timestep_features(t: Tensor, dim: int = TIME_FEATURES, max_period: float = 10_000.0) -> Tensor:
+    """t (B,) in [0, 1] -> (B, dim) [cos | sin] of 1000·t at geometric frequencies (DiT, GLIDE)."""
+    half = dim // 2
+    freqs = torch.exp(-math.log(max_period) * torch.arange(half, device=t.device, dtype=torch.float32) / half)
+    angles = 1000.0 * t.float()[:, None] * freqs[None]
+    return torch.cat([torch.cos(angles), torch.sin(angles)], dim=-1)
+
+
+class TimestepEmbedding(nn.Module):
+    """t (B,) -> (B, dim): sinusoidal features, Linear, SiLU, Linear."""
+
+    def __init__(self, dim: int, *, features: int = TIME_FEATURES):
+        super().__init__()
+        self.features = features
+        self.mlp = nn.Sequential(nn.Linear(features, dim), nn.SiLU(), nn.Linear(dim, dim))
+        for layer in (self.mlp[0], self.mlp[2]):
+            nn.init.normal_(layer.weight, std=0.02)
+            nn.init.zeros_(layer.bias)
+
+    def forward(self, t: Tensor) -> Tensor:
+        return self.mlp(timestep_features(t, self.features))
+
+
+class AdaLNModulation(nn.Module):
+    """c (B, cond_dim) -> `chunks` tensors (B, dim) via SiLU + Linear, zero-initialised so every
+    shift/scale/gate starts at 0 and each residual branch starts switched off (adaLN-Zero)."""
+
+    def __init__(self, cond_dim: int, dim: int, chunks: int):
+        super().__init__()
+        self.chunks = chunks
+        self.linear = nn.Linear(cond_dim, chunks * dim)
+        nn.init.zeros_(self.linear.weight)
+        nn.init.zeros_(self.linear.bias)
+
+    def forward(self, c: Tensor) -> tuple[Tensor, ...]:
+        return self.linear(nn.functional.silu(c)).chunk(self.chunks, dim=-1)
+
+
+def swiglu_hidden(dim: int, mlp_ratio: float, multiple_of: int = 8) -> int:
+    """Hidden width of a SwiGLU layer: mlp_ratio·dim rounded up to a multiple of `multiple_of`
+    (mlp_ratio = 8/3 gives the parameter count of a 4× GELU MLP, as in LLaMA)."""
+    hidden = int(mlp_ratio * dim)
+    return multiple_of * math.ceil(hidden / multiple_of)
+
+
+class SwiGLU(nn.Module):
+    """x (..., D) -> W2 (SiLU(W1 x) ⊙ W3 x) (..., D)."""
+
+    def __init__(self, dim: int, *, mlp_ratio: float = 8 / 3):
+        super().__init__()
+        hidden = swiglu_hidden(dim, mlp_ratio)
+        self.w13 = nn.Linear(dim, 2 * hidden, bias=False)
+        self.w2 = nn.Linear(hidden, dim, bias=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        a, b = self.w13(x).chunk(2, dim=-1)
+        return self.w2(nn.functional.silu(a) * b)
+
+
+class PatchEmbed(nn.Module):
+    """(B, V, C, H, W) -> (B, V, H/p, W/p, D): non-overlapping p×p patches, one Linear."""
+
+    def __init__(self, in_channels: int, dim: int, patch_size: int):
+        super().__init__()
+        self.patch_size = patch_size
+        self.proj = nn.Linear(in_channels * patch_size**2, dim)
+
+    def forward(self, x: Tensor) -> Tensor:
+        p = self.patch_size
+        if x.shape[-2] % p or x.shape[-1] % p:
+            raise ValueError(f"height and width {tuple(x.shape[-2:])} must be multiples of patch_size={p}")
+        return self.proj(rearrange(x, "b v c (h p) (w q) -> b v h w (c p q)", p=p, q=p))
+
+
+def unpatchify(x: Tensor, patch_size: int) -> Tensor:
+    """(B, V, h, w, C·p·p) -> (B, V, C, h·p, w·p); inverse of PatchEmbed's rearrangement."""
+    p = patch_size
+    return rearrange(x, "b v h w (c p q) -> b v c (h p) (w q)", p=p, q=p)
+
+
+class FinalLayer(nn.Module):
+    """(B, *grid, D), c (B, D) -> (B, *grid, out): LayerNorm, modulate, zero-initialised Linear, so an
+    untrained model predicts exactly 0 (DiT)."""
+
+    def __init__(self, dim: int, out_features: int):
+        super().__init__()
+        self.norm = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
+        self.modulation = AdaLNModulation(dim, dim, 2)
+        self.linear = nn.Linear(dim, out_features)
+        nn.init.zeros_(self.linear.weight)
+        nn.init.zeros_(self.linear.bias)
+
+    def forward(self, x: Tensor, c: Tensor) -> Tensor:
+        shift, scale = self.modulation(c)
+        return self.linear(modulate(self.norm(x), shift, scale))
+
+
+@contextlib.contextmanager
+def record_max_activations(blocks: nn.ModuleList):
+    """Within the context, every forward of `blocks` appends one row [max |output| of block l for
+    l in blocks] to the yielded list (Kaleido §3.2.2 tracks this top-1 magnitude per layer)."""
+    rows: list[list[float]] = []
+    current: list[float] = []
+
+    def hook(module, args, output):
+        current.append(output.detach().abs().max().item())
+        if len(current) == len(blocks):
+            rows.append(current.copy())
+            current.clear()
+
+    handles = [block.register_forward_hook(hook) for block in blocks]
+    try:
+        yield rows
+    finally:
+        for handle in handles:
+            handle.remove()

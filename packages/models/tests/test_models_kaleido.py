@@ -1,0 +1,179 @@
+"""Kaleido: shapes, zero-init, world-frame invariance (GTA), CFG dropping and frame masks."""
+import math
+
+import pytest
+import torch
+
+from seqrender.models import Kaleido, KaleidoConfig
+from seqrender.models.blocks import AdaLNModulation, FinalLayer
+from seqrender.posenc import KINDS
+
+B, V, C, H, W = 2, 3, 4, 6, 6  # 3×3 tokens with patch 2: window K=2 needs padding
+
+
+def small_config(**overrides):
+    return KaleidoConfig(**{"layers": 2, "hidden": 32, "heads": 2, "kv_heads": 1, "window": 2,
+                            "in_channels": C, **overrides})
+
+
+def random_rotation(gen):
+    q, r = torch.linalg.qr(torch.randn(3, 3, generator=gen))
+    q = q * torch.sign(torch.diagonal(r))
+    return q * torch.det(q)
+
+
+def random_se3(gen, *, translation=True):
+    g = torch.eye(4)
+    g[:3, :3] = random_rotation(gen)
+    if translation:
+        g[:3, 3] = torch.randn(3, generator=gen)
+    return g
+
+
+def scene(gen):
+    """Inputs for B scenes of V views: latents, t, references, intrinsics, extrinsics."""
+    z = torch.randn(B, V, C, H, W, generator=gen)
+    t = torch.rand(B, generator=gen)
+    is_reference = torch.tensor([[True, False, False], [False, True, True]])
+    extrinsics = torch.stack([torch.stack([random_se3(gen) for _ in range(V)]) for _ in range(B)])
+    intrinsics = torch.tensor([[5.0, 0, 3], [0, 5.0, 3], [0, 0, 1]]).expand(B, V, 3, 3)
+    return z, t, is_reference, intrinsics, extrinsics
+
+
+def randomise_zero_init(model, gen):
+    """Give the adaLN-Zero and final layers random weights so outputs depend on everything."""
+    for module in model.modules():
+        if isinstance(module, (AdaLNModulation, FinalLayer)):
+            for p in module.parameters():
+                p.data = 0.1 * torch.randn(p.shape, generator=gen)
+    return model
+
+
+def make_model(seed=0, **overrides):
+    torch.manual_seed(seed)
+    posenc = overrides.pop("posenc", "gta")
+    return randomise_zero_init(Kaleido(small_config(**overrides), posenc=posenc), torch.Generator().manual_seed(seed))
+
+
+def run(model, z, t, is_reference, intrinsics, extrinsics, **kw):
+    with torch.no_grad():
+        return model(z, t, is_reference=is_reference, intrinsics=intrinsics, extrinsics=extrinsics, **kw)
+
+
+@pytest.mark.parametrize("posenc", KINDS)
+def test_untrained_output_is_exactly_zero_and_shaped(posenc):
+    model = Kaleido(small_config(), posenc=posenc)
+    out = run(model, *scene(torch.Generator().manual_seed(1)))
+    assert out.shape == (B, V, C, H, W)
+    assert torch.equal(out, torch.zeros_like(out))
+
+
+def test_backward_reaches_every_parameter():
+    model = make_model(posenc="plucker")
+    z, t, is_reference, intrinsics, extrinsics = scene(torch.Generator().manual_seed(2))
+    out = model(z, t, is_reference=is_reference, intrinsics=intrinsics, extrinsics=extrinsics)
+    out[~is_reference].square().mean().backward()
+    missing = [n for n, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
+    assert missing == []
+
+
+@pytest.mark.parametrize("posenc", ["gta", "cape", "plucker"])
+def test_first_reference_frame_is_invariant_to_any_world_change(posenc):
+    """E_i -> E_i·G for a random G in SE(3) leaves the output unchanged (registers included)."""
+    gen = torch.Generator().manual_seed(3)
+    model = make_model(posenc=posenc)
+    z, t, is_reference, intrinsics, extrinsics = scene(gen)
+    base = run(model, z, t, is_reference, intrinsics, extrinsics)
+    moved = run(model, z, t, is_reference, intrinsics, extrinsics @ random_se3(gen))
+    torch.testing.assert_close(moved, base, atol=2e-5, rtol=1e-4)
+    # control: moving ONE camera relative to the others does change the output
+    other = extrinsics.clone()
+    other[:, 2] = other[:, 2] @ random_se3(gen)
+    assert (run(model, z, t, is_reference, intrinsics, other) - base).abs().max() > 1e-3
+
+
+def test_gta_world_frame_rotation_invariance_without_registers():
+    """pose_frame="world": GTA's logits depend on E_i E_j⁻¹ only, so with no registers a rotation
+    about the world origin (which keeps every ‖t‖, hence the normalisation) changes nothing."""
+    gen = torch.Generator().manual_seed(4)
+    model = make_model(pose_frame="world", num_registers=0)
+    z, t, is_reference, intrinsics, extrinsics = scene(gen)
+    base = run(model, z, t, is_reference, intrinsics, extrinsics)
+    rotated = run(model, z, t, is_reference, intrinsics, extrinsics @ random_se3(gen, translation=False))
+    torch.testing.assert_close(rotated, base, atol=2e-5, rtol=1e-4)
+    # camera-to-world poses (the wrong convention) would not be invariant
+    c2w = torch.linalg.inv(extrinsics)
+    wrong = run(model, z, t, is_reference, intrinsics, torch.linalg.inv(c2w @ random_se3(gen, translation=False)))
+    assert (wrong - base).abs().max() > 1e-3
+
+
+def test_permuting_views_permutes_outputs():
+    """3D data carries no frame index: views are a set (first reference kept in place)."""
+    gen = torch.Generator().manual_seed(5)
+    model = make_model()
+    z, t, is_reference, intrinsics, extrinsics = scene(gen)
+    is_reference = torch.tensor([[True, False, False], [True, True, False]])
+    base = run(model, z, t, is_reference, intrinsics, extrinsics)
+    perm = torch.tensor([0, 2, 1])
+    out = run(model, z[:, perm], t, is_reference[:, perm], intrinsics[:, perm], extrinsics[:, perm])
+    torch.testing.assert_close(out, base[:, perm], atol=2e-5, rtol=1e-4)
+
+
+def test_drop_condition_removes_reference_content_only():
+    gen = torch.Generator().manual_seed(6)
+    model = make_model()
+    z, t, is_reference, intrinsics, extrinsics = scene(gen)
+    changed = z.clone()
+    changed[is_reference] = torch.randn(changed[is_reference].shape, generator=gen)
+    drop = torch.tensor([True, True])
+    a = run(model, z, t, is_reference, intrinsics, extrinsics, drop_condition=drop)
+    b = run(model, changed, t, is_reference, intrinsics, extrinsics, drop_condition=drop)
+    torch.testing.assert_close(a, b, atol=0, rtol=0)
+    kept = run(model, changed, t, is_reference, intrinsics, extrinsics, drop_condition=~drop)
+    assert (kept - a).abs().max() > 1e-3
+    # dropping scene 0 only leaves scene 1 exactly as in the conditional pass
+    half = run(model, z, t, is_reference, intrinsics, extrinsics, drop_condition=torch.tensor([True, False]))
+    full = run(model, z, t, is_reference, intrinsics, extrinsics)
+    torch.testing.assert_close(half[1], full[1], atol=0, rtol=0)
+
+
+def test_frame_mask_isolates_a_view():
+    """A view no other frame may attend to cannot influence the other frames' outputs."""
+    gen = torch.Generator().manual_seed(7)
+    model = make_model()
+    z, t, is_reference, intrinsics, extrinsics = scene(gen)
+    mask = torch.ones(B, V, V, dtype=torch.bool)
+    mask[:, :, 2] = False
+    mask[:, 2, :] = False
+    mask[:, 2, 2] = True
+    changed = z.clone()
+    changed[:, 2] = torch.randn(changed[:, 2].shape, generator=gen)
+    a = run(model, z, t, is_reference, intrinsics, extrinsics, frame_mask=mask)
+    b = run(model, changed, t, is_reference, intrinsics, extrinsics, frame_mask=mask)
+    torch.testing.assert_close(a[:, :2], b[:, :2], atol=1e-6, rtol=0)
+    unmasked = run(model, changed, t, is_reference, intrinsics, extrinsics)
+    assert (unmasked[:, :2] - run(model, z, t, is_reference, intrinsics, extrinsics)[:, :2]).abs().max() > 1e-3
+
+
+def test_video_times_instead_of_cameras():
+    gen = torch.Generator().manual_seed(8)
+    model = make_model(posenc="rope")
+    z, t, is_reference, _, _ = scene(gen)
+    times = (2 * math.pi * torch.arange(V) / V).expand(B, V)
+    out = run(model, z, t, is_reference, None, None, times=times)
+    assert out.shape == z.shape and torch.isfinite(out).all()
+
+
+def test_bad_inputs_raise_clear_errors():
+    model = Kaleido(small_config())
+    z, t, is_reference, intrinsics, extrinsics = scene(torch.Generator().manual_seed(9))
+    with pytest.raises(ValueError, match="in_channels=4"):
+        run(model, z[:, :, :3], t, is_reference, intrinsics, extrinsics)
+    with pytest.raises(ValueError, match="is_reference must be bool"):
+        run(model, z, t, is_reference.float(), intrinsics, extrinsics)
+    with pytest.raises(ValueError, match="multiples of patch_size=2"):
+        run(model, z[..., :5], t, is_reference, intrinsics, extrinsics)
+    with pytest.raises(ValueError, match="pose_frame must be one of first_reference, world"):
+        small_config(pose_frame="camera")
+    with pytest.raises(ValueError, match="intrinsics and extrinsics are required"):
+        run(Kaleido(small_config(), posenc="plucker"), z, t, is_reference, None, None)

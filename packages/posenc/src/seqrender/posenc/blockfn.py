@@ -1,0 +1,124 @@
+"""The fused apply of a block-diagonal per-token operator, with its hand-written backward.
+
+``y = M x`` with ``M`` block-diagonal per token: 2×2 rotations (stored as unit complex numbers
+``cis = e^{iθ}``) on one channel range and a ``4 × 4`` block (right-multiplying row 4-vectors)
+repeated over another. The output is written once into a buffer laid out like ``x``; the backward
+is ``Mᵀ g`` (conjugate rotation, transposed block) plus, when asked for, the gradients of the
+operators themselves, reduced over the axes they were broadcast along.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+
+@dataclass(frozen=True)
+class BlockOp:
+    """One operator: ``cis (B|1, 1, N, n)`` complex on channels ``rot_range``, ``pose (B|1, N, 4, 4)``
+    right-multiplying the 4-chunks of ``pose_range``; either may be None. ``layout``: ``"half"`` or
+    ``"interleaved"`` pairing of the rotated channels."""
+
+    cis: Tensor | None
+    rot_range: tuple[int, int]
+    pose: Tensor | None
+    pose_range: tuple[int, int]
+    layout: str
+
+    def transposed(self) -> BlockOp:
+        """``Mᵀ``: conjugate rotations, transposed blocks (views, no copies of the blocks)."""
+        cis = None if self.cis is None else self.cis.conj().resolve_conj()
+        pose = None if self.pose is None else self.pose.transpose(-1, -2)
+        return BlockOp(cis, self.rot_range, pose, self.pose_range, self.layout)
+
+
+def _pairs(x: Tensor, layout: str) -> tuple[Tensor, Tensor]:
+    """The two members of every channel pair of ``x (..., 2n)`` as ``(..., n)`` views."""
+    if layout == "half":
+        n = x.shape[-1] // 2
+        return x[..., :n], x[..., n:]
+    pairs = x.unflatten(-1, (-1, 2))
+    return pairs[..., 0], pairs[..., 1]
+
+
+def _complex_view(x: Tensor) -> Tensor | None:
+    """``x (..., 2n)`` interleaved pairs as a complex ``(..., n)`` view, or None if strides forbid it."""
+    pairs = x.unflatten(-1, (-1, 2))
+    if pairs.stride(-1) != 1 or x.storage_offset() % 2 or any(s % 2 for s in pairs.stride()[:-1]):
+        return None
+    return torch.view_as_complex(pairs)
+
+
+def _rotate_into(out: Tensor, x: Tensor, cis: Tensor, layout: str) -> None:
+    """``out ← x`` with every pair rotated by ``cis``; out, x: ``(..., 2n)`` views."""
+    if layout == "interleaved":
+        xc, oc = _complex_view(x), _complex_view(out)
+        if xc is not None and oc is not None:
+            torch.mul(xc, cis, out=oc)
+            return
+    (x1, x2), (o1, o2) = _pairs(x, layout), _pairs(out, layout)
+    c, s = cis.real, cis.imag
+    torch.mul(x1, c, out=o1)
+    o1.addcmul_(x2, s, value=-1.0)
+    torch.mul(x2, c, out=o2)
+    o2.addcmul_(x1, s)
+
+
+def _blocks(x: Tensor) -> Tensor:
+    return x.unflatten(-1, (-1, 4))
+
+
+def apply_op(x: Tensor, op: BlockOp) -> Tensor:
+    """``(B, H, N, d)`` → ``(B, H, N, d)``, computed without autograd into one fresh buffer."""
+    out = torch.empty_like(x)
+    covered = []
+    if op.cis is not None:
+        a, b = op.rot_range
+        _rotate_into(out[..., a:b], x[..., a:b], op.cis, op.layout)
+        covered.append(op.rot_range)
+    if op.pose is not None:
+        a, b = op.pose_range
+        # one GEMM per token over all heads' 4-chunks ((H·r) × 4 @ 4 × 4): far cheaper on CPU than
+        # a broadcast matmul, which would multiply (r × 4) blocks one head at a time
+        out[..., a:b] = torch.einsum("bhnrj,bnjk->bhnrk", _blocks(x[..., a:b]), op.pose).flatten(-2)
+        covered.append(op.pose_range)
+    cursor = 0
+    for a, b in sorted(covered) + [(x.shape[-1], x.shape[-1])]:
+        if a > cursor:
+            out[..., cursor:a] = x[..., cursor:a]
+        cursor = b
+    return out
+
+
+def _sum_to(grad: Tensor, shape: torch.Size) -> Tensor:
+    """Sum ``grad`` over the axes along which a tensor of ``shape`` was broadcast."""
+    axes = [i for i, (g, s) in enumerate(zip(grad.shape, shape)) if s == 1 and g != 1]
+    return grad.sum(dim=axes, keepdim=True) if axes else grad
+
+
+class BlockApply(torch.autograd.Function):
+    """Differentiable ``apply_op``: gradients for x, the rotations and the blocks."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, cis: Tensor | None, pose: Tensor | None, op: BlockOp) -> Tensor:
+        ctx.op = op
+        ctx.save_for_backward(x if ctx.needs_input_grad[1] or ctx.needs_input_grad[2] else None)
+        return apply_op(x, op)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        op: BlockOp = ctx.op
+        (x,) = ctx.saved_tensors
+        grad_x = apply_op(grad, op.transposed()) if ctx.needs_input_grad[0] else None
+        grad_cis = grad_pose = None
+        if ctx.needs_input_grad[1]:
+            a, b = op.rot_range
+            (x1, x2), (g1, g2) = _pairs(x[..., a:b], op.layout), _pairs(grad[..., a:b], op.layout)
+            grad_cis = _sum_to(torch.complex(x1, -x2) * torch.complex(g1, g2), op.cis.shape)
+        if ctx.needs_input_grad[2]:
+            a, b = op.pose_range
+            per_token = torch.einsum("bhnri,bhnrk->bnik", _blocks(x[..., a:b]), _blocks(grad[..., a:b]))
+            grad_pose = _sum_to(per_token, op.pose.shape)
+        return grad_x, grad_cis, grad_pose, None

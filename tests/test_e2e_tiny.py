@@ -1,0 +1,37 @@
+"""A tiny full run of the main job through the CLI: data generation, training, evaluation, outputs."""
+import json
+import math
+import sys
+from pathlib import Path
+
+from PIL import Image
+from safetensors.torch import load_file
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _runs import TINY, run  # noqa: E402
+
+METHODS = {"trained", "untrained", "mean_reference", "nearest_reference"}
+
+
+def test_tiny_run_writes_metrics_pictures_and_checkpoint(tmp_path):
+    run_dir = tmp_path / "run"
+    result = run(*TINY, "trainer.steps=4", "trainer.checkpoint_every=2", f"hydra.run.dir={run_dir}",
+                 data_root=tmp_path / "data")
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert set(metrics["eval"]) == {"1->3", "3->1"}
+    for setting, methods in metrics["eval"].items():
+        assert set(methods) == METHODS
+        for scores in methods.values():
+            assert math.isfinite(scores["psnr"]) and -1 <= scores["ssim"] <= 1
+    # With one reference, the nearest reference IS the mean of the references.
+    assert metrics["eval"]["1->3"]["mean_reference"] == metrics["eval"]["1->3"]["nearest_reference"]
+    assert metrics["train"]["steps"] == 4 and metrics["train"]["seconds"] > 0
+    for name in ("samples.png", "loss_curve.png"):
+        with Image.open(run_dir / name) as image:
+            assert image.format == "PNG" and min(image.size) > 16
+    ckpt = Path(metrics["train"]["checkpoint"])
+    assert ckpt.parent == run_dir / "checkpoints" and ckpt.name == "step_00000004"
+    weights = load_file(ckpt / "ema.safetensors")
+    assert weights and all(t.dtype.is_floating_point for t in weights.values())
+    assert "held-out novel view synthesis" in result.stdout
