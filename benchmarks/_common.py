@@ -51,12 +51,12 @@ def matmul_gflops(n: int = 1024, *, repeats: int = 5) -> float:
 
 def report(title: str, rows: Sequence[dict], *, json_path: Path | None = None, **meta) -> str:
     """Print `rows` as a Markdown table (plus `meta` lines) and write everything to `json_path`."""
-    cols = list(rows[0]) if rows else []
-    fmt = lambda v: f"{v:.4g}" if isinstance(v, float) else str(v)
+    cols = list(dict.fromkeys(c for r in rows for c in r))
+    fmt = lambda v: f"{v:.4g}" if isinstance(v, float) else "–" if v is None else str(v)
     lines = [f"### {title}", ""]
     lines += [f"- {k}: {fmt(v)}" for k, v in meta.items()]
     lines += ["", "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    lines += ["| " + " | ".join(fmt(r[c]) for c in cols) + " |" for r in rows]
+    lines += ["| " + " | ".join(fmt(r.get(c)) for c in cols) + " |" for r in rows]
     text = "\n".join(lines)
     print(text)
     if json_path is not None:
@@ -78,3 +78,15 @@ def time_interleaved(fns: Sequence[Callable[[], object]], *, warmup: int = 1, re
             fn()
             best[i] = min(best[i], time.perf_counter() - start)
     return best
+
+
+def time_round_robin(steps: dict, *, repeats: int = 5) -> dict:
+    """Median seconds of each zero-argument callable in `steps`, timed in turn (one warm-up each)
+    so that load changes on a shared machine hit every step alike."""
+    for step in steps.values():
+        step()
+    samples = {key: [] for key in steps}
+    for _ in range(repeats):
+        for key, step in steps.items():
+            samples[key].append(time_fn(step, warmup=0, repeats=1))
+    return {key: statistics.median(values) for key, values in samples.items()}

@@ -4,20 +4,24 @@ Rows: no encoding, 2D RoPE (Kaleido "rope"), CaPE and GTA (3D poses on the tempo
 and Plücker-as-input (RoPE attention plus the per-token ray map). Sequences: temporal window
 attention (12 views × a 4×4 window = 192 tokens, several windows batched) and spatial attention
 (a 32×32 latent = 1024 tokens). q, k, v are strided views of a (B, N, heads, d) projection, as in a
-layer. Useful FLOPs count the 6 attention matmuls of forward + backward: 12·B·Hq·N²·d.
+layer ("core": q, k, v given; "layer": with the q/kv/out projections of a Kaleido-Small layer,
+hidden 1024). Useful FLOPs count the 6 attention matmuls of forward + backward, 12·B·Hq·N²·d,
+plus 3× the projections' forward FLOPs for "layer". Each time is the best of the rounds, all
+variants timed round-robin (the CPU is shared, so best-of is the least noisy statistic).
 """
 
 from __future__ import annotations
 
+import itertools
 
 import torch
 import torch.nn.functional as F
 from einops import rearrange
 
-from _common import matmul_gflops, parse_args, report, time_fn
+from _common import matmul_gflops, parse_args, report, time_interleaved
 from seqrender.posenc import grid_angles, make_scene_encoding, plucker_rays, random_se3
 
-HQ, HKV, D, VIEWS, WINDOW, LATENT = 16, 4, 64, 12, 4, 32
+HQ, HKV, D, HIDDEN, VIEWS, WINDOW, LATENT = 16, 4, 64, 1024, 12, 4, 32
 KINDS = ("none", "rope", "cape", "gta", "plucker")
 
 
@@ -42,38 +46,43 @@ def ray_map(sequence: str, batch: int):
     return lambda: plucker_rays(k.expand(batch, views, 3, 3), ext, size, size, relative=True)
 
 
-def step(kind: str, sequence: str, batch: int):
-    """One forward + backward of transform → SDPA (GQA) → inverse transform; returns (fn, FLOPs)."""
+def step(kind: str, sequence: str, batch: int, scope: str):
+    """One forward + backward of transform → SDPA (GQA) → inverse transform; returns (fn, FLOPs).
+
+    ``scope="core"``: q, k, v are given; ``"layer"``: they come from (and the output goes through)
+    the q/kv/out projections of a Kaleido-Small attention layer (hidden 1024).
+    """
     n = VIEWS * WINDOW * WINDOW if sequence == "temporal" else LATENT * LATENT
     gen = torch.Generator().manual_seed(2)
+    x = torch.randn(batch, n, HIDDEN, generator=gen, requires_grad=True)
+    qkv_proj = torch.nn.Linear(HIDDEN, (HQ + 2 * HKV) * D, bias=False)
+    out_proj = torch.nn.Linear(HQ * D, HIDDEN, bias=False)
     leaves = [torch.randn(batch, n, h, D, generator=gen, requires_grad=True) for h in (HQ, HKV, HKV)]
-    grad_out = torch.randn(batch, HQ, n, D, generator=gen)
     enc = make_scene_encoding(kind, D)
     hw, ext = positions(sequence, batch)
     rays = ray_map(sequence, batch) if kind == "plucker" else None
 
+    def heads():
+        if scope == "core":
+            return [leaf.transpose(1, 2) for leaf in leaves]
+        qkv = rearrange(qkv_proj(x), "b n (h d) -> b h n d", d=D)
+        return qkv.split([HQ, HKV, HKV], dim=1)
+
     def run():
-        for leaf in leaves:
-            leaf.grad = None
+        for t in [x, *leaves, *qkv_proj.parameters(), *out_proj.parameters()]:
+            t.grad = None
         if rays is not None:
             rays()
         transform = enc.spatial(hw) if sequence == "spatial" else enc.temporal(hw, ext, None)
-        q, k, v = transform.transform_qkv(*(leaf.transpose(1, 2) for leaf in leaves))
+        q, k, v = transform.transform_qkv(*heads())
         out = transform.transform_out(F.scaled_dot_product_attention(q, k, v, enable_gqa=True))
-        out.backward(grad_out)
+        if scope == "layer":
+            out = out_proj(rearrange(out, "b h n d -> b n (h d)"))
+        out.square().mean().backward()
 
-    return run, 12 * batch * HQ * n * n * D
-
-
-def interleaved_best(fns: dict, repeats: int) -> dict:
-    """Best time of each fn over `repeats` rounds, timed round-robin so load changes hit all alike."""
-    for fn in fns.values():
-        fn()
-    samples = {name: [] for name in fns}
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            samples[name].append(time_fn(fn, warmup=0, repeats=1))
-    return {name: min(ts) for name, ts in samples.items()}
+    attention = 12 * batch * HQ * n * n * D
+    projections = 6 * batch * n * HIDDEN * (2 * HQ + 2 * HKV) * D if scope == "layer" else 0
+    return run, attention + projections
 
 
 def main() -> None:
@@ -83,14 +92,14 @@ def main() -> None:
     batches = {"temporal": 2 if args.quick else 8, "spatial": 1 if args.quick else 2}
     rate = matmul_gflops(1024 if args.quick else 2048)
     rows = []
-    for sequence, batch in batches.items():
-        steps = {kind: step(kind, sequence, batch) for kind in KINDS}
-        times = interleaved_best({kind: fn for kind, (fn, _) in steps.items()}, repeats)
+    for (sequence, batch), scope in itertools.product(batches.items(), ("core", "layer")):
+        steps = {kind: step(kind, sequence, batch, scope) for kind in KINDS}
+        times = dict(zip(KINDS, time_interleaved([fn for fn, _ in steps.values()], repeats=repeats)))
         for kind, (_, flops) in steps.items():
             rows.append({
-                "sequence": sequence, "batch": batch, "encoding": kind, "ms": 1e3 * times[kind],
-                "x_none": times[kind] / times["none"], "x_rope": times[kind] / times["rope"],
-                "useful_GFLOP/s": flops / times[kind] / 1e9,
+                "sequence": sequence, "scope": scope, "batch": batch, "encoding": kind,
+                "ms": 1e3 * times[kind], "x_none": times[kind] / times["none"],
+                "x_rope": times[kind] / times["rope"], "useful_GFLOP/s": flops / times[kind] / 1e9,
             })
     report(
         "posenc: attention forward+backward (SDPA, 16 q / 4 kv heads, d = 64)", rows, json_path=args.json,

@@ -3,15 +3,15 @@
 Shape (full): V = T = 8 frames, 8×8 tokens per frame (N = 4096), 8 q / 2 kv heads, d = 64, B = 1;
 `--quick`: V = T = 4, 4×4 tokens (N = 256). Rows: dense SDPA without mask (the obvious alternative),
 dense SDPA with the boolean mask, `decomposed` on the private CPU flash kernel, `decomposed` on its
-public matmul-softmax path, and compiled FlexAttention (forward only: no CPU backward). Each row runs
-in its own subprocess so its peak memory (ru_maxrss growth over the inputs) is its own.
+public matmul-softmax path, and compiled FlexAttention (forward only: no CPU backward). Peak memory
+(ru_maxrss growth over the inputs) is measured once per row in a fresh subprocess; times are medians
+with the rows timed in turn (round robin) so that the load of a shared machine hits all alike.
 Useful FLOPs count only the attended pairs: forward 4·B·Hq·d·pairs, forward + backward 3× that;
 pairs = N·S·(V + T − 1) for the pattern. Ideal speed-up over unmasked dense: V·T / (V + T − 1).
 """
 
 from __future__ import annotations
 
-import json
 import resource
 import subprocess
 import sys
@@ -20,7 +20,7 @@ import warnings
 import torch
 import torch.nn.functional as F
 
-from _common import matmul_gflops, parse_args, report, time_fn
+from _common import matmul_gflops, parse_args, report, time_round_robin
 from seqrender.attention.viewtime import decomposed_viewtime, viewtime_mask
 from seqrender.attention.viewtime.flex import flex_viewtime
 
@@ -51,16 +51,15 @@ def attention_fn(kind: str, views: int, times: int, tokens: int):
     return lambda q, k, v: decomposed_viewtime(q, k, v, views, times, private_ops=private)
 
 
-def worker(kind: str, backward: bool, quick: bool) -> dict:
-    """Time one row and measure its peak memory growth; runs inside a fresh subprocess."""
-    warnings.simplefilter("ignore")
+def make_step(kind: str, backward: bool, quick: bool):
+    """A zero-argument callable running one forward (no grad) or forward + backward of a row."""
     views, times, tokens = shape(quick)
     n = views * times * tokens
     gen = torch.Generator().manual_seed(0)
     q = torch.randn(1, HQ, n, DIM, generator=gen, requires_grad=backward)
     k, v = (torch.randn(1, HKV, n, DIM, generator=gen, requires_grad=backward) for _ in range(2))
-    fn = attention_fn(kind, views, times, tokens)
     grad = torch.randn(1, HQ, n, DIM, generator=gen)
+    fn = attention_fn(kind, views, times, tokens)
 
     def forward():
         with torch.no_grad():
@@ -69,47 +68,50 @@ def worker(kind: str, backward: bool, quick: bool) -> dict:
     def forward_backward():
         torch.autograd.grad(fn(q, k, v), (q, k, v), grad)
 
-    step = forward_backward if backward else forward
+    return forward_backward if backward else forward
+
+
+def peak_memory_worker(kind: str, backward: bool, quick: bool) -> float:
+    """MiB by which one call raises the peak RSS over its inputs; runs in a fresh subprocess."""
+    warnings.simplefilter("ignore")
+    step = make_step(kind, backward, quick)
     if kind == "flex":
-        step()  # compile outside the memory measurement
+        step()  # compile outside the measurement
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     step()
-    peak_mib = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) / 1024
-    seconds = time_fn(step, warmup=0 if kind == "flex" else 1, repeats=3 if quick else 5)
-    return {"seconds": seconds, "peak_mib": peak_mib}
+    return (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) / 1024
 
 
-def run_worker(kind: str, backward: bool, quick: bool) -> dict:
+def peak_memory(kind: str, backward: bool, quick: bool) -> float:
     args = [sys.executable, __file__, "--worker", kind, str(int(backward)), str(int(quick))]
     result = subprocess.run(args, capture_output=True, text=True, check=True)
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    return float(result.stdout.strip().splitlines()[-1])
 
 
 def main() -> None:
     args = parse_args(__doc__.splitlines()[0])
+    warnings.simplefilter("ignore")
     views, times, tokens = shape(args.quick)
     n = views * times * tokens
     pairs = n * tokens * (views + times - 1)
     useful_fwd = 4 * HQ * DIM * pairs
     rate = matmul_gflops()
-    timings = {}
-    for name, (kind, trainable) in ROWS.items():
-        timings[name] = {"forward": run_worker(kind, False, args.quick)}
-        if trainable:
-            timings[name]["forward+backward"] = run_worker(kind, True, args.quick)
-    dense = timings["dense SDPA, no mask"]
+    cases = [(name, kind, backward) for name, (kind, trainable) in ROWS.items()
+             for backward in ((False, True) if trainable else (False,))]
+    memory = {(name, b): peak_memory(kind, b, args.quick) for name, kind, b in cases}
+    seconds = time_round_robin({(name, b): make_step(kind, b, args.quick) for name, kind, b in cases},
+                          repeats=3 if args.quick else 5)
     rows = []
-    for name, modes in timings.items():
-        for mode, t in modes.items():
-            flops = useful_fwd * (1 if mode == "forward" else 3)
-            rows.append({
-                "backend": name,
-                "pass": mode,
-                "seconds": t["seconds"],
-                "speed-up vs dense": dense[mode]["seconds"] / t["seconds"],
-                "useful GFLOP/s": flops / t["seconds"] / 1e9,
-                "peak MiB": t["peak_mib"],
-            })
+    for name, _, backward in cases:
+        t = seconds[(name, backward)]
+        rows.append({
+            "backend": name,
+            "pass": "forward+backward" if backward else "forward",
+            "seconds": t,
+            "speed-up vs dense": seconds[("dense SDPA, no mask", backward)] / t,
+            "useful GFLOP/s": useful_fwd * (3 if backward else 1) / t / 1e9,
+            "peak MiB": memory[(name, backward)],
+        })
     report(
         "Fused view-time attention, CPU float32",
         rows,
@@ -124,6 +126,6 @@ def main() -> None:
 
 if __name__ == "__main__":
     if len(sys.argv) == 5 and sys.argv[1] == "--worker":
-        print(json.dumps(worker(sys.argv[2], bool(int(sys.argv[3])), bool(int(sys.argv[4])))))
+        print(peak_memory_worker(sys.argv[2], bool(int(sys.argv[3])), bool(int(sys.argv[4]))))
     else:
         main()

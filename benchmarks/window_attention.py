@@ -4,7 +4,7 @@ Shape (full): B = 1, V = 12 frames, 16×16 tokens per frame, Kaleido-Small heads
 d = 64, hidden 1024); `--quick`: V = 6, 8×8 tokens. K = H = W is full attention over all V·H·W
 tokens. Each row times forward + backward of (a) the attention op alone (window partition, GQA
 SDPA, unpartition) and (b) the whole `WindowAttention` layer (projections and one register
-included). FLOP ratio = full-attention FLOPs / windowed FLOPs = (H·W)/K² for the attention op.
+included), all rows timed in turn (round robin, median). FLOP ratio = full-attention FLOPs / windowed FLOPs = (H·W)/K² for the attention op.
 The paper's column is Kaleido-Small training throughput (batches/s) relative to full attention (58).
 """
 
@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from einops import rearrange
 
-from _common import matmul_gflops, parse_args, report, time_fn
+from _common import matmul_gflops, parse_args, report, time_round_robin
 from seqrender.attention import WindowAttention, window_partition, window_unpartition
 
 HQ, HKV, DIM = 16, 4, 64
@@ -43,7 +43,7 @@ def step_fn(fn, inputs):
 def main() -> None:
     args = parse_args(__doc__.splitlines()[0])
     views, size = (6, 8) if args.quick else (12, 16)
-    repeats = 2 if args.quick else 3
+    repeats = 3 if args.quick else 5
     gen = torch.Generator().manual_seed(0)
     grid = (1, views, size, size)
     q = torch.randn(*grid, HQ, DIM, generator=gen, requires_grad=True)
@@ -51,12 +51,13 @@ def main() -> None:
     x = torch.randn(*grid, HQ * DIM, generator=gen, requires_grad=True)
     rate = matmul_gflops()
     windows = [w for w in (1, 2, 4, 8) if w < size] + [size]
-    timings = {}
+    steps = {}
     for window in windows:
         layer = WindowAttention(HQ * DIM, HQ, HKV, window=window)
-        op = time_fn(step_fn(lambda a, b, c: attention_op(a, b, c, window), (q, k, v)), repeats=repeats)
-        full_layer = time_fn(step_fn(layer, (x,)), repeats=repeats)
-        timings[window] = (op, full_layer)
+        steps[window, "op"] = step_fn(lambda a, b, c, w=window: attention_op(a, b, c, w), (q, k, v))
+        steps[window, "layer"] = step_fn(layer, (x,))
+    seconds = time_round_robin(steps, repeats=repeats)
+    timings = {window: (seconds[window, "op"], seconds[window, "layer"]) for window in windows}
     full_op, full_layer = timings[size]
     n = views * size * size
     rows = []

@@ -13,12 +13,14 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import hydra  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 
-from seqrender.experiments import cli  # noqa: E402
+from seqrender.experiments import cli, cluster  # noqa: E402
 
 
 @hydra.main(config_path="configs", config_name="config", version_base="1.3")
 def main(cfg: DictConfig) -> dict:
-    return cli.task(cfg)
+    # SLURM's pre-timeout/preemption signal -> checkpoint, then requeue (seqrender.experiments.cluster)
+    with cluster.preemptible() as stop_requested:
+        return cli.task(cfg, stop_requested=stop_requested)
 
 
 if __name__ == "__main__":

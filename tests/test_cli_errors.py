@@ -37,7 +37,7 @@ def test_unknown_name_inside_a_sweep_is_caught(tmp_path):
     ("model.heads=5", "model", "heads=5 must divide hidden"),
 ])
 def test_invalid_field_names_its_path(tmp_path, override, field, words):
-    result = run("model=kaleido", "posenc=gta", override, data_root=tmp_path)
+    result = run("model=kaleido", "posenc=gta", override, f"hydra.run.dir={tmp_path / 'run'}", data_root=tmp_path)
     assert result.returncode == 2
     lines = _lines(result.stderr + result.stdout)
     assert len(lines) == 1 and "Traceback" not in result.stderr, lines

@@ -7,14 +7,14 @@ import numpy as np
 import torch
 
 from seqrender.experiments.data.cameras import look_at_w2c, pixel_rays
-from seqrender.experiments.data.scenes import rotation_matrix
 from seqrender.posenc.conventions import intrinsics_from_fov, opencv_w2c_to_opengl_c2w, opengl_c2w_to_opencv_w2c
 
 
 def _random_c2w(seed: int) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed)
     c2w = torch.eye(4, dtype=torch.float64)
-    c2w[:3, :3] = rotation_matrix(torch.randn(3, generator=g)).double()
+    q, _ = torch.linalg.qr(torch.randn(3, 3, generator=g, dtype=torch.float64))
+    c2w[:3, :3] = q * torch.linalg.det(q)  # a proper rotation, orthonormal in float64
     c2w[:3, 3] = torch.randn(3, generator=g, dtype=torch.float64) * 3
     return c2w
 

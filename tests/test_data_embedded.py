@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from seqrender.experiments.data import embedded
-from seqrender.experiments.data.dataset import MultiViewDataset, embedded_dataset
+from seqrender.experiments.data.dataset import MultiViewDataset
+from seqrender.models import registry
 from seqrender.experiments.data.embedded import (EmbeddedConfig, default_data_root, embedded_scene_dirs,
                                                  ensure_embedded_dataset)
 from seqrender.experiments.data.seeding import generator_from
@@ -86,8 +87,8 @@ def test_config_validation_and_default_root(tmp_path, monkeypatch):
 
 
 def test_dataset_items(tmp_path):
-    config = EmbeddedConfig(**{k: v for k, v in TINY.items() if k != "progress"})
-    ds = embedded_dataset("train", views=3, seed=7, config=config, root=tmp_path / "d", progress=False)
+    config = EmbeddedConfig(root=str(tmp_path / "d"), **{k: v for k, v in TINY.items() if k != "progress"})
+    ds = registry.build("dataset", "embedded", config, split="train", views=3, seed=7, progress=False)
     assert len(ds) == 2
     item = ds[1]
     assert item["images"].shape == (3, 3, 12, 12) and item["images"].dtype == torch.float32

@@ -9,6 +9,7 @@ from seqrender.attention.viewtime import (
     pattern_density,
     reference_viewtime,
     viewtime_attention,
+    viewtime_frame_mask,
     viewtime_mask,
 )
 
@@ -39,6 +40,7 @@ def test_mask_matches_brute_force(views, times, tokens):
     assert torch.equal(mask[:, 0, :, :-2], expected) and mask[..., -2:].all()
     plain = viewtime_mask(views, times, tokens)[0, 0]
     assert plain.float().mean().item() == pytest.approx(pattern_density(views, times))
+    assert torch.equal(viewtime_frame_mask(views, times), brute_force_viewtime_mask(views, times, 1)[0])
 
 
 @pytest.mark.parametrize("case", CASES)

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from seqrender.models import Kaleido, KaleidoConfig
-from seqrender.models.blocks import AdaLNModulation, FinalLayer
+from seqrender.models.blocks import AdaLNModulation, FinalLayer, record_max_activations
 from seqrender.posenc import KINDS
 
 B, V, C, H, W = 2, 3, 4, 6, 6  # 3×3 tokens with patch 2: window K=2 needs padding
@@ -68,10 +68,15 @@ def test_untrained_output_is_exactly_zero_and_shaped(posenc):
     assert torch.equal(out, torch.zeros_like(out))
 
 
-def test_backward_reaches_every_parameter():
+def test_backward_reaches_every_parameter_and_activations_are_tracked():
     model = make_model(posenc="plucker")
     z, t, is_reference, intrinsics, extrinsics = scene(torch.Generator().manual_seed(2))
-    out = model(z, t, is_reference=is_reference, intrinsics=intrinsics, extrinsics=extrinsics)
+    outputs = []
+    handle = model.blocks[-1].register_forward_hook(lambda m, a, out: outputs.append(out.detach()))
+    with record_max_activations(model.blocks) as rows:
+        out = model(z, t, is_reference=is_reference, intrinsics=intrinsics, extrinsics=extrinsics)
+    handle.remove()
+    assert len(rows) == 1 and len(rows[0]) == 2 and rows[0][-1] == outputs[0].abs().max().item()
     out[~is_reference].square().mean().backward()
     missing = [n for n, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
     assert missing == []

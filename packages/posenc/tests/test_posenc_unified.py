@@ -49,9 +49,17 @@ def apply_dense(x, mats):
     return torch.einsum("bnij,bhnj->bhni", mats, x)
 
 
+def heads_first(b, h, n, d, *, gen, strided):
+    """(b, h, n, d) float64 tensor; ``strided``: a view of a (b, n, h, d) projection, as in a layer."""
+    if strided:
+        return torch.randn(b, n, h, d, dtype=torch.float64, generator=gen).transpose(1, 2)
+    return torch.randn(b, h, n, d, dtype=torch.float64, generator=gen)
+
+
+@pytest.mark.parametrize("strided", [False, True])
 @pytest.mark.parametrize("kind", ["rope", "cape", "gta", "plucker"])
 @pytest.mark.parametrize("data", ["3d", "video", "spatial"])
-def test_unified_matches_dense_reference(kind, data):
+def test_unified_matches_dense_reference(kind, data, strided):
     gen = torch.Generator().manual_seed(0)
     b, n = 2, 6
     hw = torch.rand(b, n, 2, dtype=torch.float64, generator=gen) * 2 * math.pi
@@ -73,9 +81,7 @@ def test_unified_matches_dense_reference(kind, data):
             mq[i, j] = dense_operator(bands, None if p is None else p.T, D)
             mk[i, j] = dense_operator(bands, None if p is None else torch.linalg.inv(p), D)
             mo[i, j] = dense_operator([-a for a in bands], p, D)
-    q = torch.randn(b, 4, n, D, dtype=torch.float64, generator=gen)
-    k = torch.randn(b, 2, n, D, dtype=torch.float64, generator=gen)
-    v = torch.randn(b, 2, n, D, dtype=torch.float64, generator=gen)
+    q, k, v = (heads_first(b, h, n, D, gen=gen, strided=strided) for h in (4, 2, 2))
     q2, k2, v2 = tr.transform_qkv(q, k, v)
     torch.testing.assert_close(q2, apply_dense(q, mq))
     torch.testing.assert_close(k2, apply_dense(k, mk))

@@ -53,8 +53,14 @@ def test_camera_and_register_tokens_first_view_vs_rest():
 
 def test_output_layout_and_layer_selection():
     model = Aggregator(TINY)
-    outs = model(_images(b=2, v=2, t=1), layers=[1])
+    x = _images(b=2, v=2, t=1)
+    outs = model(x, layers=[1])
     assert len(outs) == 1 and outs[0].shape == (2, 2, 1, 9, 32)
+    everything = model(x)
+    swapped = model(x, layers=[1, 0])
+    torch.testing.assert_close(swapped[0], everything[1])
+    torch.testing.assert_close(swapped[1], everything[0])
+    torch.testing.assert_close(model(x, layers=[0])[0], everything[0])  # stopping early is exact
     with pytest.raises(ValueError, match="layers"):
         model(_images(), layers=[2])
     with pytest.raises(ValueError, match="multiples of 7"):

@@ -34,7 +34,7 @@ def run_job(cfg: RunConfig, *, run_dir: Path, stop_requested: Callable[[], bool]
     result, ema = train(cfg, train_scenes, run_dir=run_dir, stop_requested=stop_requested)
     train_info = {"steps": result.step, "seconds": round(result.seconds, 2), "final_loss": _tail_mean(result.losses),
                   "status": result.status, "checkpoint": str(result.checkpoint) if result.checkpoint else None,
-                  "parameters": sum(p.numel() for p in ema.parameters())}
+                  "parameters": sum(p.numel() for p in ema.parameters()), "processes": PartialState().num_processes}
     if result.status != "finished":
         return {"train": train_info}
     if not PartialState().is_main_process:

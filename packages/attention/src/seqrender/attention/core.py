@@ -107,3 +107,19 @@ class Attention(nn.Module):
         if transform is not None:
             o = transform.transform_out(o)
         return self.merge(o)
+
+
+class AttentionLayer(nn.Module):
+    """Base of the layers that reshape a token grid around one `Attention` (held as `self.attn`)."""
+
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int,
+        num_kv_heads: int | None = None,
+        *,
+        num_registers: int = 1,
+        qk_norm: bool = False,
+    ):
+        super().__init__()
+        self.attn = Attention(dim, num_heads, num_kv_heads, num_registers=num_registers, qk_norm=qk_norm)

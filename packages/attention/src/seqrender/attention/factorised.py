@@ -2,27 +2,15 @@
 temporal (across frames, per spatial location)."""
 
 from einops import rearrange
-from torch import Tensor, nn
+from torch import Tensor
 
-from .core import Attention
+from .core import AttentionLayer
 from .hook import PositionalHook
 from .window import check_frame_mask
 
 
-class SpatialAttention(nn.Module):
+class SpatialAttention(AttentionLayer):
     """Self-attention among the H·W tokens of each frame (row-major token order)."""
-
-    def __init__(
-        self,
-        dim: int,
-        num_heads: int,
-        num_kv_heads: int | None = None,
-        *,
-        num_registers: int = 1,
-        qk_norm: bool = False,
-    ):
-        super().__init__()
-        self.attn = Attention(dim, num_heads, num_kv_heads, num_registers=num_registers, qk_norm=qk_norm)
 
     def forward(self, x: Tensor, *, transform: PositionalHook | None = None) -> Tensor:
         """x (B, V, H, W, D) -> (B, V, H, W, D); transform acts on (B·V, heads, H·W, d)."""
@@ -31,20 +19,8 @@ class SpatialAttention(nn.Module):
         return rearrange(out, "(b v) (h w) d -> b v h w d", b=b, v=v, h=h, w=w)
 
 
-class TemporalAttention(nn.Module):
+class TemporalAttention(AttentionLayer):
     """Self-attention among the V tokens at each spatial location (one sequence per (b, h, w))."""
-
-    def __init__(
-        self,
-        dim: int,
-        num_heads: int,
-        num_kv_heads: int | None = None,
-        *,
-        num_registers: int = 1,
-        qk_norm: bool = False,
-    ):
-        super().__init__()
-        self.attn = Attention(dim, num_heads, num_kv_heads, num_registers=num_registers, qk_norm=qk_norm)
 
     def forward(
         self, x: Tensor, *, transform: PositionalHook | None = None, frame_mask: Tensor | None = None

@@ -27,24 +27,14 @@ def _cross_time(attn: Attention, x: Tensor, transform: PositionalHook | None) ->
     return rearrange(out, "(b v) (t s) d -> b v t s d", b=x.shape[0], t=x.shape[2])
 
 
-def _grid(x: Tensor) -> Tensor:
-    """(B, V, T, *spatial, D) -> (B, V, T, S, D)."""
-    return x.reshape(*x.shape[:3], -1, x.shape[-1])
-
-
 class _TwoBranch(nn.Module):
+    """Cross-view and cross-time `Attention`s; subclasses combine the branches in `combine`."""
+
     def __init__(self, dim, num_heads, num_kv_heads=None, *, num_registers=1, qk_norm=False):
         super().__init__()
         kwargs = dict(num_registers=num_registers, qk_norm=qk_norm)
         self.view_attn = Attention(dim, num_heads, num_kv_heads, **kwargs)
         self.time_attn = Attention(dim, num_heads, num_kv_heads, **kwargs)
-
-
-class SequentialViewTimeAttention(_TwoBranch):
-    """Cross-view attention, then cross-time attention, each as a residual sub-layer.
-
-    Returns u with x + u = y + cross_time(y), where y = x + cross_view(x).
-    """
 
     def forward(
         self,
@@ -54,10 +44,20 @@ class SequentialViewTimeAttention(_TwoBranch):
         time_transform: PositionalHook | None = None,
     ) -> Tensor:
         """x (B, V, T, *spatial, D) -> residual update of the same shape."""
-        grid = _grid(x)
+        grid = x.reshape(*x.shape[:3], -1, x.shape[-1])
+        return self.combine(grid, view_transform, time_transform).reshape(x.shape)
+
+
+class SequentialViewTimeAttention(_TwoBranch):
+    """Cross-view attention, then cross-time attention, each as a residual sub-layer.
+
+    Returns u with x + u = y + cross_time(y), where y = x + cross_view(x).
+    """
+
+    def combine(self, grid: Tensor, view_transform, time_transform) -> Tensor:
+        """grid (B, V, T, S, D) -> (B, V, T, S, D)."""
         after_view = _cross_view(self.view_attn, grid, view_transform)
-        update = after_view + _cross_time(self.time_attn, grid + after_view, time_transform)
-        return update.reshape(x.shape)
+        return after_view + _cross_time(self.time_attn, grid + after_view, time_transform)
 
 
 class ParallelViewTimeAttention(_TwoBranch):
@@ -74,15 +74,8 @@ class ParallelViewTimeAttention(_TwoBranch):
         nn.init.zeros_(self.sync.weight)
         nn.init.zeros_(self.sync.bias)
 
-    def forward(
-        self,
-        x: Tensor,
-        *,
-        view_transform: PositionalHook | None = None,
-        time_transform: PositionalHook | None = None,
-    ) -> Tensor:
-        """x (B, V, T, *spatial, D) -> (B, V, T, *spatial, D)."""
-        grid = _grid(x)
+    def combine(self, grid: Tensor, view_transform, time_transform) -> Tensor:
+        """grid (B, V, T, S, D) -> (B, V, T, S, D)."""
         a = _cross_view(self.view_attn, grid, view_transform)
         b = _cross_time(self.time_attn, grid, time_transform)
-        return (0.5 * (a + b) + self.sync(torch.cat([a, b], dim=-1))).reshape(x.shape)
+        return 0.5 * (a + b) + self.sync(torch.cat([a, b], dim=-1))

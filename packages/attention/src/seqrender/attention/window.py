@@ -10,9 +10,9 @@ the hook for this layer by passing its per-token attribute grids (angles, poses,
 
 import torch
 from einops import rearrange
-from torch import Tensor, nn
+from torch import Tensor
 
-from .core import Attention
+from .core import AttentionLayer
 from .hook import PositionalHook
 
 
@@ -80,7 +80,7 @@ def check_frame_mask(frame_mask: Tensor, batch: int, frames: int) -> None:
         )
 
 
-class WindowAttention(nn.Module):
+class WindowAttention(AttentionLayer):
     """Attention among the V·K² tokens of each K×K window across all frames.
 
     K = 1 is plain per-location temporal attention; K >= max(H, W) is full attention over all
@@ -97,10 +97,9 @@ class WindowAttention(nn.Module):
         num_registers: int = 1,
         qk_norm: bool = False,
     ):
-        super().__init__()
+        super().__init__(dim, num_heads, num_kv_heads, num_registers=num_registers, qk_norm=qk_norm)
         _check_window(window)
         self.window = window
-        self.attn = Attention(dim, num_heads, num_kv_heads, num_registers=num_registers, qk_norm=qk_norm)
 
     def mask(self, shape: tuple[int, int, int, int], frame_mask: Tensor | None, device) -> Tensor | None:
         """Key mask (B·nW, 1, V·K², V·K²) bool combining padding and frame_mask, or None if all-True."""

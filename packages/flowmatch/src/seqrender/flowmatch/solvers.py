@@ -91,7 +91,7 @@ def sample(
     batch = noise.shape[0]
     z = hold(noise)
     for i in _progress(range(ts.shape[0] - 1), progress):
-        z = hold(step(field, z, ts[i].expand(batch), ts[i + 1].expand(batch)))
+        z = hold(step(field, z, ts[i].repeat(batch), ts[i + 1].repeat(batch)))
         if callback is not None:
             callback(i, float(ts[i + 1]), z)
     return z

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import torch
 from einops import rearrange
+from safetensors.torch import load_file
 from torch import Tensor, nn
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -182,8 +183,6 @@ def read_state_dict(path: str | Path) -> dict[str, Tensor]:
     if not path.is_file():
         raise FileNotFoundError(f"DINOv2 checkpoint not found: {path} (weights are never downloaded)")
     if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
         return load_file(str(path))
     if path.suffix in (".pth", ".pt"):
         return torch.load(path, map_location="cpu", weights_only=True)

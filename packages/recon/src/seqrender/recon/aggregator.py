@@ -59,8 +59,9 @@ class Aggregator(nn.Module):
     """Alternating frame / global attention with camera + register tokens per frame.
 
     forward: images (B, V, T, 3, H, W) in [0, 1], H and W multiples of patch_size ->
-    list over the requested layers of tokens (B, V, T, N, 2C) (frame-layer output ‖ global-layer
-    output, as VGGT), N = 1 + num_register_tokens + (H/p)(W/p); `patch_start_idx` marks the patches.
+    list, in the order of `layers` (default all), of tokens (B, V, T, N, 2C) (frame-layer output ‖
+    global-layer output, as VGGT), N = 1 + num_register_tokens + (H/p)(W/p); `patch_start_idx` marks
+    the patches. Layers after the deepest requested one are not run.
     """
 
     def __init__(self, config: AggregatorConfig = AggregatorConfig()):
@@ -102,14 +103,14 @@ class Aggregator(nn.Module):
     def forward(self, images: Tensor, *, layers: Sequence[int] | None = None) -> list[Tensor]:
         b, v, t, _, h, w = images.shape
         p = self.config.patch_size
-        layers = range(self.config.depth) if layers is None else layers
+        layers = list(range(self.config.depth)) if layers is None else list(layers)
         if any(not 0 <= i < self.config.depth for i in layers):
             raise ValueError(f"layers must lie in [0, {self.config.depth}), got {list(layers)}")
         x = self.embed(images)
         pos = patch_positions(h // p, w // p, self.patch_start_idx, device=images.device)
         pos_global = pos.repeat(1, v, 1)
-        outputs = []
-        for i in range(self.config.depth):
+        outputs = {}
+        for i in range(max(layers, default=-1) + 1):
             x = self.frame_blocks[i](x, pos)
             x = self._temporal(x, "frame", i, v, t)
             frame_out = x
@@ -118,9 +119,8 @@ class Aggregator(nn.Module):
             x = rearrange(x, "(b t) (v n) c -> (b v t) n c", t=t, v=v)
             x = self._temporal(x, "global", i, v, t)
             if i in layers:
-                out = torch.cat([frame_out, x], dim=-1)
-                outputs.append(rearrange(out, "(b v t) n c -> b v t n c", v=v, t=t))
-        return outputs
+                outputs[i] = rearrange(torch.cat([frame_out, x], dim=-1), "(b v t) n c -> b v t n c", v=v, t=t)
+        return [outputs[i] for i in layers]
 
     def _temporal(self, x: Tensor, kind: str, i: int, v: int, t: int) -> Tensor:
         """Attention across the T timesteps of each (view, token). x: (B·V·T, N, C)."""

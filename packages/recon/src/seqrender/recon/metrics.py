@@ -289,8 +289,7 @@ def lpips(
             f"no LPIPS checkpoint: pass checkpoint= or set {LPIPS_CHECKPOINT_ENV} to a local file"
         )
     model = _cached_lpips(str(checkpoint), net, None if backbone is None else str(backbone))
-    model = model.to(pred.device)
-    return model(pred, target)
+    return model.to(device=pred.device, dtype=pred.dtype)(pred, target)
 
 
 __all__ = [

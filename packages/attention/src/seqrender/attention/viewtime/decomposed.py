@@ -22,7 +22,6 @@ import torch
 from einops import rearrange
 from torch import Tensor
 
-from .mask import viewtime_frame_mask
 
 ROW_Q = "b (h g) (v t s) d -> (b v) h (g t s) d"
 ROW_K = "b h (v t s) d -> (b v) h (t s) d"

@@ -1,14 +1,13 @@
 """ViewTimeAttention: a self-attention layer with the fused view-time pattern."""
 
-from einops import rearrange
-from torch import Tensor, nn
+from torch import Tensor
 
-from ..core import Attention
+from ..core import AttentionLayer
 from ..hook import PositionalHook
 from .api import check_backend, viewtime_attention
 
 
-class ViewTimeAttention(nn.Module):
+class ViewTimeAttention(AttentionLayer):
     """Fused view-time self-attention over a V × T grid of frames (4Real-Video-V2 §3.1).
 
     Same parameters as `Attention` (GQA, QK-norm, registers); only the attention pattern differs.
@@ -24,10 +23,9 @@ class ViewTimeAttention(nn.Module):
         qk_norm: bool = False,
         backend: str = "auto",
     ):
-        super().__init__()
+        super().__init__(dim, num_heads, num_kv_heads, num_registers=num_registers, qk_norm=qk_norm)
         check_backend(backend)
         self.backend = backend
-        self.attn = Attention(dim, num_heads, num_kv_heads, num_registers=num_registers, qk_norm=qk_norm)
 
     def forward(
         self, x: Tensor, *, transform: PositionalHook | None = None, frame_mask: Tensor | None = None

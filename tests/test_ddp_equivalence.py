@@ -1,0 +1,45 @@
+"""Two-process DDP (gloo, CPU) through the cluster path — `hydra/launcher=submitit_local` with
+`tasks_per_node=2`, each task exporting its torch.distributed environment
+(`seqrender.experiments.cluster.export_distributed_env`) before accelerate starts — gives the loss
+history and updated weights of a single-process run with the same global batch."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _runs import REPO, TINY, command, env  # noqa: E402
+
+STEPS = 3
+COMMON = [*TINY, f"trainer.steps={STEPS}", "trainer.batch_size=4", "trainer.checkpoint_every=3", "eval.num_items=1"]
+
+
+def _final(run_dir: Path) -> tuple[dict, dict, dict]:
+    """(metrics.json, state.pt, model weights) of a finished run."""
+    ckpt = run_dir / "checkpoints" / (run_dir / "checkpoints" / "latest").read_text().strip()
+    return (json.loads((run_dir / "metrics.json").read_text()), torch.load(ckpt / "state.pt", weights_only=False),
+            load_file(ckpt / "model.safetensors"))
+
+
+def test_two_process_ddp_equals_one_process(tmp_path):
+    run_env = env(tmp_path / "data")
+    single = subprocess.Popen(command(*COMMON, f"hydra.run.dir={tmp_path / 'single'}"), cwd=REPO, env=run_env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    ddp = subprocess.run(command("-m", "hydra/launcher=submitit_local", "hydra.launcher.tasks_per_node=2", *COMMON,
+                                 f"hydra.sweep.dir={tmp_path / 'ddp'}"),
+                         cwd=REPO, env=run_env, capture_output=True, text=True, timeout=300)
+    assert ddp.returncode == 0, ddp.stderr[-3000:]
+    assert single.wait(timeout=300) == 0, single.stderr.read()[-3000:]
+
+    (m_ddp, s_ddp, w_ddp), (m_one, s_one, w_one) = _final(tmp_path / "ddp" / "0"), _final(tmp_path / "single")
+    assert (m_ddp["train"]["processes"], m_one["train"]["processes"]) == (2, 1)
+    assert s_ddp["step"] == s_one["step"] == STEPS
+    torch.testing.assert_close(torch.tensor(s_ddp["losses"]), torch.tensor(s_one["losses"]), rtol=1e-5, atol=1e-6)
+    assert w_ddp.keys() == w_one.keys()
+    for name, value in w_one.items():
+        torch.testing.assert_close(w_ddp[name], value, rtol=1e-4, atol=1e-5, msg=name)
+    moved = max((w_one[n] - w_ddp[n]).abs().max().item() for n in w_one)
+    print(f"max |w_ddp - w_single| = {moved:.2e}")
