@@ -88,7 +88,7 @@ def step(kind: str, sequence: str, batch: int, scope: str):
 def main() -> None:
     args = parse_args(__doc__.splitlines()[0])
     torch.manual_seed(0)
-    repeats = 5 if args.quick else 15
+    repeats = 5 if args.quick else 9
     batches = {"temporal": 2 if args.quick else 8, "spatial": 1 if args.quick else 2}
     rate = matmul_gflops(1024 if args.quick else 2048)
     rows = []

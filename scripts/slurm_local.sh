@@ -198,8 +198,23 @@ start() {
   log "up: node $NODE, partition debug. Use it with: export SLURM_CONF=$SLURM_CONF"
 }
 
+cancel_jobs() {  # jobs of this private cluster only, so that none outlives its slurmd
+  alive slurmctld && alive slurmd || return 0
+  local ids
+  ids=$(timeout 10 squeue -h -o %A 2>/dev/null || true)
+  [ -n "$ids" ] || return 0
+  log "cancelling jobs: $(echo $ids)"
+  timeout 10 scancel $ids || true
+  wait_for 30 "jobs to end" no_jobs
+}
+
+no_jobs() {
+  [ -z "$(timeout 10 squeue -h -o %A)" ]
+}
+
 stop() {
   local name pid i
+  cancel_jobs
   for name in slurmd slurmctld slurmdbd mariadbd munged; do
     alive "$name" || continue
     pid=$(cat "$(pid_file "$name")")

@@ -29,6 +29,6 @@ def command(*overrides: str) -> list[str]:
     return [sys.executable, str(RUN), *overrides]
 
 
-def run(*overrides: str, data_root: Path, timeout: float = 180) -> subprocess.CompletedProcess:
+def run(*overrides: str, data_root: Path, timeout: float = 600) -> subprocess.CompletedProcess:
     return subprocess.run(command(*overrides), cwd=REPO, env=env(data_root), capture_output=True, text=True,
                           timeout=timeout)

@@ -23,7 +23,7 @@ def _kill_after_first_checkpoint(overrides: list[str], data_root: Path, run_dir:
     proc = subprocess.Popen(command(*overrides), cwd=REPO, env=env(data_root),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     pointer = run_dir / "checkpoints" / "latest"
-    deadline = time.monotonic() + 180
+    deadline = time.monotonic() + 600
     while not pointer.exists() and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.02)
     proc.send_signal(signal.SIGKILL)

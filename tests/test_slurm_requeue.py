@@ -2,6 +2,7 @@
 `scontrol requeue` (SIGTERM) — checkpoints, is requeued, resumes in the same run directory and ends
 at the same final step with the loss history and weights of an uninterrupted run."""
 import json
+import re
 import subprocess
 import sys
 import time
@@ -25,19 +26,26 @@ def _latest(run_dir: Path) -> Path | None:
 
 
 def _step(run_dir: Path) -> int:
+    """Step of the newest checkpoint (its directory is `step_<8 digits>`), 0 if none."""
     latest = _latest(run_dir)
-    return torch.load(latest / "state.pt", weights_only=False)["step"] if latest else 0
+    return int(latest.name.removeprefix("step_")) if latest else 0
 
 
-def _wait_for_step(run_dir: Path, above: int, launcher: subprocess.Popen, timeout: float = 120) -> int:
-    """Wait until the newest checkpoint is past step `above` (the job is training); return its step."""
+def _wait_for(condition, launcher: subprocess.Popen, what: str, timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and launcher.poll() is None:
-        step = _step(run_dir)
-        if above < step < STEPS:
-            return step
+    while not condition():
+        if time.monotonic() > deadline or launcher.poll() is not None:
+            pytest.fail(f"timed out waiting for {what} (launcher exit {launcher.poll()})")
         time.sleep(0.05)
-    pytest.fail(f"no checkpoint between step {above} and {STEPS} (launcher exit {launcher.poll()})")
+
+
+def _training_in_run(log_file: Path, run_dir: Path, number: int) -> bool:
+    """The job's `number`-th run (1-based) has started and written a checkpoint of its own."""
+    log = log_file.read_text() if log_file.is_file() else ""
+    if log.count("Starting with JobEnvironment") < number:
+        return False
+    resumed = re.findall(r"resuming from .* \(step (\d+)\)", log)
+    return len(resumed) >= number - 1 and _step(run_dir) > (int(resumed[-1]) if number > 1 else 0)
 
 
 def _slurm(*args: str, slurm_env: dict[str, str]) -> None:
@@ -57,11 +65,12 @@ def test_interrupted_job_resumes_to_the_uninterrupted_result(local_slurm, tmp_pa
         cwd=REPO, env=run_env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         run_dir = sweep / "0"
-        first = _wait_for_step(run_dir, 0, launcher)
+        _wait_for(lambda: any((sweep / ".submitit").glob("*/*_0_log.out")), launcher, "the job to start")
         log_file = next((sweep / ".submitit").glob("*/*_0_log.out"))   # <job id>/<job id>_<task>_log.out
         job_id = log_file.parent.name
+        _wait_for(lambda: _training_in_run(log_file, run_dir, 1), launcher, "training")
         _slurm("scancel", "--signal=USR2", job_id, slurm_env=run_env)       # submitit's pre-timeout signal
-        second = _wait_for_step(run_dir, first + 2, launcher)                 # requeued and training again
+        _wait_for(lambda: _training_in_run(log_file, run_dir, 2), launcher, "training after the first requeue")
         _slurm("scontrol", "requeue", job_id, slurm_env=run_env)            # preemption-style requeue
         assert launcher.wait(timeout=240) == 0, launcher.stderr.read()[-3000:]
         assert reference.wait(timeout=240) == 0, reference.stderr.read()[-3000:]
@@ -72,6 +81,7 @@ def test_interrupted_job_resumes_to_the_uninterrupted_result(local_slurm, tmp_pa
     assert final_states([job_id], run_env) == {job_id: "COMPLETED"}
     log = log_file.read_text()
     assert "Requeued job" in log and log.count("Starting with JobEnvironment") == 3, log[-3000:]
+    first, second = map(int, re.findall(r"resuming from .* \(step (\d+)\)", log))
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["train"]["steps"] == STEPS and metrics["train"]["status"] == "finished"
     resumed, uninterrupted = (torch.load(_latest(d) / "state.pt", weights_only=False) for d in (run_dir, straight))

@@ -1,6 +1,7 @@
 """4Real-Video-V2 generator: backends agree (forward and backward), conditioning, RoPE positions."""
 import pytest
 import torch
+from einops import rearrange
 
 from seqrender.models import FourReal, FourRealConfig, registry
 from seqrender.models.blocks import AdaLNModulation, FinalLayer
@@ -90,6 +91,25 @@ def test_conditioning_videos_change_the_prediction():
     assert (model(z, t, row=row, column=column + 1) - base).abs().max() > 1e-3
     with pytest.raises(ValueError, match=r"row must have shape \(2, 4, 3, 4, 4\)"):
         model(z, t, row=column)
+
+
+@pytest.mark.parametrize("pattern", ["sequential", "parallel"])
+def test_baseline_sequences_rotate_each_token_like_the_fused_grid(pattern):
+    """Every token of a cross-view / cross-time sequence gets the rotation of its own collapsed
+    position (v·T_max + t, h, w), i.e. the one the fused transform gives it on the whole grid."""
+    model = make_model(attention=pattern)
+    fused = FourReal(FourRealConfig(**{**vars(model.config), "attention": "fused"}))
+    s = 4  # tokens per frame (2×2)
+    probe = torch.randn(B, 2, V * T * s, model.config.head_dim, generator=torch.Generator().manual_seed(4))
+    expected = fused.rope(B, V, T, 2, 2, "cpu")["transform"].transform_qkv(probe, probe, probe)[0]
+    expected = rearrange(expected, "b h (v t s) d -> b h v t s d", v=V, t=T)
+    rope = model.rope(B, V, T, 2, 2, "cpu")
+    by_view = rearrange(probe, "b h (v t s) d -> (b t) h (v s) d", v=V, t=T)
+    got = rope["view_transform"].transform_qkv(by_view, by_view, by_view)[0]
+    torch.testing.assert_close(rearrange(got, "(b t) h (v s) d -> b h v t s d", b=B, v=V), expected)
+    by_time = rearrange(probe, "b h (v t s) d -> (b v) h (t s) d", v=V, t=T)
+    got = rope["time_transform"].transform_qkv(by_time, by_time, by_time)[0]
+    torch.testing.assert_close(rearrange(got, "(b v) h (t s) d -> b h v t s d", b=B, t=T), expected)
 
 
 def test_collapsed_positions_match_the_paper_formula():

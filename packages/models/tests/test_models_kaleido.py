@@ -160,9 +160,10 @@ def test_frame_mask_isolates_a_view():
     assert (unmasked[:, :2] - run(model, z, t, is_reference, intrinsics, extrinsics)[:, :2]).abs().max() > 1e-3
 
 
-def test_video_times_instead_of_cameras():
+@pytest.mark.parametrize("posenc", ["rope", "gta"])
+def test_video_times_instead_of_cameras(posenc):
     gen = torch.Generator().manual_seed(8)
-    model = make_model(posenc="rope")
+    model = make_model(posenc=posenc)
     z, t, is_reference, _, _ = scene(gen)
     times = (2 * math.pi * torch.arange(V) / V).expand(B, V)
     out = run(model, z, t, is_reference, None, None, times=times)

@@ -180,11 +180,12 @@ def test_lpips_heads_plus_torchvision_backbone(tmp_path):
 
 
 def test_lpips_vgg_layout_loads_strictly(tmp_path):
-    state = _random_lpips_state("vgg")
+    state = LPIPS("vgg").state_dict()
     assert "net.slice5.28.weight" in state and state["lin4.model.1.weight"].shape == (1, 512, 1, 1)
+    assert "net.slice2.5.weight" in state and state["net.slice2.5.weight"].shape == (128, 64, 3, 3)
     torch.save(state, tmp_path / "vgg.pth")
-    out = lpips(torch.rand(1, 3, 32, 32), torch.rand(1, 3, 32, 32), checkpoint=tmp_path / "vgg.pth", net="vgg")
-    assert out.shape == (1,) and out.item() > 0
+    out = lpips(torch.rand(1, 3, 16, 16), torch.rand(1, 3, 16, 16), checkpoint=tmp_path / "vgg.pth", net="vgg")
+    assert out.shape == (1,) and out.isfinite().all()
 
 
 def test_lpips_unavailable_without_local_weights(tmp_path, monkeypatch):

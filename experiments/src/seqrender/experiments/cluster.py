@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import subprocess
 import threading
 from contextlib import contextmanager
 from types import FrameType
@@ -88,8 +89,11 @@ def preemptible() -> Iterator[Callable[[], bool]]:
 def _hand_over(signum: int, handler: Callable | int | None) -> None:
     """After the checkpoint: let the pre-existing handler act on `signum`, as if it had just arrived."""
     if callable(handler):
-        handler(signum, None)  # submitit rank 0: pickle the resubmission, `scontrol requeue`, sys.exit
-        raise SystemExit(-1)   # other ranks, or SIGTERM (SLURM requeues/cancels): end without a result
+        try:
+            handler(signum, None)  # submitit rank 0: pickle the resubmission, `scontrol requeue`, sys.exit
+        except subprocess.CalledProcessError as exc:
+            log.error("%s failed: SLURM is already requeuing or ending this job", exc.cmd)
+        raise SystemExit(-1)  # other ranks, SIGTERM (SLURM requeues/cancels): end without a result
     if handler == signal.SIG_IGN:
         return
     signal.signal(signum, signal.SIG_DFL)

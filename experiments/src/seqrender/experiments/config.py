@@ -46,6 +46,7 @@ class TrainerConfig(_Strict):
     log_every: int = Field(gt=0)
     cpu: bool
     progress: bool
+    activation_checkpointing: bool = False
 
 
 class EvalConfig(_Strict):

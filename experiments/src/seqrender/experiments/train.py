@@ -24,6 +24,7 @@ from accelerate import Accelerator
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from seqrender.experiments.activation_checkpointing import checkpoint_blocks
 from seqrender.experiments.batching import SceneTensors, TrainBatch, make_train_batch
 from seqrender.experiments.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from seqrender.experiments.config import RunConfig, TrainerConfig
@@ -89,6 +90,8 @@ def train(cfg: RunConfig, scenes: SceneTensors, *, run_dir: Path,
     accelerator = make_accelerator(tc)
     model = build_model(cfg)
     ema = copy.deepcopy(model).requires_grad_(False).eval()
+    if tc.activation_checkpointing:
+        checkpoint_blocks(model)
     optimizer = torch.optim.AdamW(model.parameters(), lr=tc.lr, betas=tc.betas, weight_decay=tc.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(tc))
     ckpt_root = run_dir / "checkpoints"

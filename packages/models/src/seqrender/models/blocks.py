@@ -93,7 +93,7 @@ class TimestepEmbedding(nn.Module):
             nn.init.zeros_(layer.bias)
 
     def forward(self, t: Tensor) -> Tensor:
-        return self.mlp(timestep_features(t, self.features))
+        return self.mlp(timestep_features(t, self.features).to(self.mlp[0].weight.dtype))
 
 
 class AdaLNModulation(nn.Module):

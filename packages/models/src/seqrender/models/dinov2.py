@@ -138,7 +138,8 @@ class DinoV2(nn.Module):
         cls_pos, patch_pos = self.pos_embed[:, :1], self.pos_embed[:, 1:]
         if (rows, cols) == (side, side):
             return self.pos_embed
-        grid = rearrange(patch_pos.to(torch.promote_types(patch_pos.dtype, torch.float32)), "1 (h w) d -> 1 d h w", h=side)
+        dtype = torch.promote_types(patch_pos.dtype, torch.float32)  # bicubic in >= float32
+        grid = rearrange(patch_pos.to(dtype), "1 (h w) d -> 1 d h w", h=side)
         if cfg.interpolate_offset:
             scale = ((rows + cfg.interpolate_offset) / side, (cols + cfg.interpolate_offset) / side)
             grid = nn.functional.interpolate(grid, scale_factor=scale, mode="bicubic",

@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from einops import rearrange
+from einops import rearrange, repeat
 from torch import Tensor, nn
 
 from seqrender.attention.variants import ParallelViewTimeAttention, SequentialViewTimeAttention
@@ -114,25 +114,26 @@ class FourReal(nn.Module):
             nn.init.xavier_uniform_(embed.proj.weight)
             nn.init.zeros_(embed.proj.bias)
 
-    def rope_transform(self, views: int, times: int, height: int, width: int, device) -> BlockTransform:
-        """3-D RoPE over the collapsed index (v·T_max + t, h, w) of a V × T grid of h × w tokens,
-        acting on (·, heads, V·T·h·w, d) in token order (v, t, h, w)."""
-        pos = collapsed_positions(views, times, height, width, self.config.max_times, device=device)
-        angles = rope_angles(pos, rope_bands(self.config.head_dim), base=self.config.rope_base)
-        return BlockTransform(rotary=Rotary(angles[None]))
+    def rope_transform(self, positions: Tensor) -> BlockTransform:
+        """3-D RoPE for positions (B' or 1, N, 3) = (v·T_max + t, h, w): acts on (B', heads, N, d)."""
+        angles = rope_angles(positions, rope_bands(self.config.head_dim), base=self.config.rope_base)
+        return BlockTransform(rotary=Rotary(angles))
 
-    def rope(self, views: int, times: int, height: int, width: int, device) -> dict:
-        """Transform keyword(s) for the attention pattern. Fused: one transform over the whole grid.
-        Sequential/parallel: the cross-view sequences (tokens (v, s)) get the positions of time 0
-        and the cross-time sequences (tokens (t, s)) those of view 0, shared by every sequence:
-        RoPE logits depend on position differences only, so this equals using each sequence's own
-        collapsed positions."""
+    def rope(self, batch: int, views: int, times: int, height: int, width: int, device) -> dict:
+        """Transform keyword(s) for the attention pattern, every token at its collapsed position
+        (v·T_max + t, h, w). Fused: one transform over the grid, tokens (v, t, s). Sequential and
+        parallel: cross-view sequences (batch (b, t), tokens (v, s)) and cross-time sequences
+        (batch (b, v), tokens (t, s)) each keep their own absolute positions — RoPE alone is
+        relative, but the register tokens (appended unrotated) see absolute positions."""
         if times > self.config.max_times:
             raise ValueError(f"T={times} exceeds FourRealConfig.max_times={self.config.max_times}")
+        pos = collapsed_positions(views, times, height, width, self.config.max_times, device=device)
         if self.config.attention == "fused":
-            return {"transform": self.rope_transform(views, times, height, width, device)}
-        return {"view_transform": self.rope_transform(views, 1, height, width, device),
-                "time_transform": self.rope_transform(1, times, height, width, device)}
+            return {"transform": self.rope_transform(pos[None])}
+        grid = rearrange(pos, "(v t s) c -> v t s c", v=views, t=times)
+        per_view = repeat(grid, "v t s c -> (b t) (v s) c", b=batch)
+        per_time = repeat(grid, "v t s c -> (b v) (t s) c", b=batch)
+        return {"view_transform": self.rope_transform(per_view), "time_transform": self.rope_transform(per_time)}
 
     def condition(self, z: Tensor, row: Tensor | None, column: Tensor | None) -> Tensor:
         """Conditioning grid (B, V, T, C + 1, H, W): the given videos in row 0 / column 0 and a
@@ -160,7 +161,7 @@ class FourReal(nn.Module):
         flat = "b v t c h w -> b (v t) c h w"
         tokens = self.patch_embed(rearrange(z, flat)) + self.cond_embed(rearrange(cond, flat))
         tokens = rearrange(tokens, "b (v t) h w d -> b v t h w d", v=views)
-        rope = self.rope(views, times, tokens.shape[3], tokens.shape[4], z.device)
+        rope = self.rope(batch, views, times, tokens.shape[3], tokens.shape[4], z.device)
         c = self.time_embed(t)
         for block in self.blocks:
             tokens = block(tokens, c, rope=rope)

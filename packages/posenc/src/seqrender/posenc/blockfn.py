@@ -14,24 +14,35 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from .camera import apply_pose_blocks
+
 
 @dataclass(frozen=True)
 class BlockOp:
-    """One operator: ``cis (B|1, 1, N, n)`` complex on channels ``rot_range``, ``pose (B|1, N, 4, 4)``
-    right-multiplying the 4-chunks of ``pose_range``; either may be None. ``layout``: ``"half"`` or
-    ``"interleaved"`` pairing of the rotated channels."""
+    """One operator ``M`` and its transpose, both precomputed (the backward applies ``Mᵀ``).
+
+    ``cis (B|1, 1, N, n)`` complex rotations on channels ``rot_range`` (``layout`` ``"half"`` or
+    ``"interleaved"`` pairing); ``pose (B|1, N, 4, 4)`` right-multiplying the 4-chunks of
+    ``pose_range``. ``cis_t``, ``pose_t``: conjugate and transposed copies. Either part may be None.
+    """
 
     cis: Tensor | None
     rot_range: tuple[int, int]
     pose: Tensor | None
     pose_range: tuple[int, int]
     layout: str
+    cis_t: Tensor | None
+    pose_t: Tensor | None
+
+    @classmethod
+    def build(cls, cis, rot_range, pose, pose_range, layout) -> BlockOp:
+        cis_t = None if cis is None else cis.detach().conj().resolve_conj()
+        pose_t = None if pose is None else pose.detach().transpose(-1, -2).contiguous()
+        return cls(cis, rot_range, pose, pose_range, layout, cis_t, pose_t)
 
     def transposed(self) -> BlockOp:
-        """``Mᵀ``: conjugate rotations, transposed blocks (views, no copies of the blocks)."""
-        cis = None if self.cis is None else self.cis.conj().resolve_conj()
-        pose = None if self.pose is None else self.pose.transpose(-1, -2)
-        return BlockOp(cis, self.rot_range, pose, self.pose_range, self.layout)
+        """``Mᵀ`` (and its transpose ``M``), sharing the precomputed tensors."""
+        return BlockOp(self.cis_t, self.rot_range, self.pose_t, self.pose_range, self.layout, self.cis, self.pose)
 
 
 def _pairs(x: Tensor, layout: str) -> tuple[Tensor, Tensor]:
@@ -80,9 +91,7 @@ def apply_op(x: Tensor, op: BlockOp) -> Tensor:
         covered.append(op.rot_range)
     if op.pose is not None:
         a, b = op.pose_range
-        # one GEMM per token over all heads' 4-chunks ((H·r) × 4 @ 4 × 4): far cheaper on CPU than
-        # a broadcast matmul, which would multiply (r × 4) blocks one head at a time
-        out[..., a:b] = torch.einsum("bhnrj,bnjk->bhnrk", _blocks(x[..., a:b]), op.pose).flatten(-2)
+        out[..., a:b] = apply_pose_blocks(x[..., a:b], op.pose)
         covered.append(op.pose_range)
     cursor = 0
     for a, b in sorted(covered) + [(x.shape[-1], x.shape[-1])]:

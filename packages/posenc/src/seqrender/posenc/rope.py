@@ -101,5 +101,5 @@ def apply_rope(x: Tensor, angles: Tensor, *, layout: str = "half", start: int = 
         raise ValueError(f"rotating {stop - start} channels from start={start} needs head_dim >= {stop}; got {x.shape[-1]}")
     dtype = torch.promote_types(x.dtype, angles.dtype)
     cis = rope_cis(angles.to(dtype))
-    op = BlockOp(cis=cis, rot_range=(start, stop), pose=None, pose_range=(0, 0), layout=layout)
+    op = BlockOp.build(cis, (start, stop), None, (0, 0), layout)
     return BlockApply.apply(x.to(dtype), cis, None, op).to(x.dtype)

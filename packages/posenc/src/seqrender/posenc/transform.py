@@ -8,7 +8,6 @@ k, RoPE on v, and the inverse rotation on the output.
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 
 import torch
@@ -66,14 +65,16 @@ class BlockTransform:
         layout = rotary.layout if rotary is not None else "half"
         rot_range = (rotary.start, rotary.stop) if rotary is not None else (0, 0)
         pose_range = (pose.start, pose.stop) if pose is not None else (0, 0)
-        real = [t.dtype for t in (rotary and rotary.angles, pose and pose.extrinsics) if t is not None]
-        self.dtype = functools.reduce(torch.promote_types, real, torch.float32)
-        cis = rope_cis(rotary.angles.to(self.dtype)).unsqueeze(1) if rotary is not None else None
+        self.dtype = torch.float32
+        for seg in segments:  # float64 operators keep float64 inputs exact
+            self.dtype = torch.promote_types(self.dtype, (seg.angles if seg is rotary else seg.extrinsics).dtype)
+        cis = cis_out = None
+        if rotary is not None:
+            cis = rope_cis(rotary.angles.to(self.dtype)).unsqueeze(1)
+            cis_out = cis.conj().resolve_conj()
         ops = PoseOperators.from_extrinsics(pose.extrinsics.to(self.dtype)) if pose is not None else None
-        make = lambda c, p: BlockOp(c, rot_range, p, pose_range, layout)
-        self.query_op = make(cis, ops and ops.query)
-        self.key_op = make(cis, ops and ops.key)
-        self.output_op = make(None if cis is None else cis.conj(), ops and ops.output)
+        make = lambda c, name: BlockOp.build(c, rot_range, getattr(ops, name) if ops else None, pose_range, layout)
+        self.query_op, self.key_op, self.output_op = make(cis, "query"), make(cis, "key"), make(cis_out, "output")
 
     def _apply(self, x: Tensor, op: BlockOp) -> Tensor:
         """x: ``(B, H, N, d)`` → same shape; float16/bfloat16 inputs are computed in float32."""

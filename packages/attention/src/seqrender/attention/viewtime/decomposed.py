@@ -17,6 +17,7 @@ autograd differentiates it.
 
 import math
 from dataclasses import dataclass
+from functools import lru_cache
 
 import torch
 from einops import rearrange
@@ -79,12 +80,16 @@ def _additive(allowed: Tensor, dtype: torch.dtype) -> tuple[Tensor, Tensor | Non
     return mask, (empty if bool(empty.any()) else None)
 
 
+def _expand_frames(allowed: Tensor, sizes: dict[str, int]) -> Tensor:
+    """Frame-level bool (n, Fq, Fk) -> token level (n, 1, g·Fq·S, Fk·S) with the g query heads folded."""
+    s = sizes["s"]
+    return allowed.repeat_interleave(s, 1).repeat_interleave(s, 2).repeat(1, sizes["g"], 1)[:, None]
+
+
 def _row_allowed(frame_mask: Tensor, sizes: dict[str, int]) -> Tensor:
     """(B, F, F) -> bool (B·V, 1, g·T·S, T·S): frame_mask restricted to each view row."""
     fm = rearrange(frame_mask, "b (v t) (w u) -> b v t w u", v=sizes["v"], w=sizes["v"])
-    rows = rearrange(torch.diagonal(fm, dim1=1, dim2=3), "b t u v -> (b v) t u")
-    s, g = sizes["s"], sizes["g"]
-    return rows.repeat_interleave(s, 1).repeat_interleave(s, 2).repeat(1, g, 1)[:, None]
+    return _expand_frames(rearrange(torch.diagonal(fm, dim1=1, dim2=3), "b t u v -> (b v) t u"), sizes)
 
 
 def _column_allowed(frame_mask: Tensor | None, sizes: dict[str, int], device) -> Tensor:
@@ -94,8 +99,14 @@ def _column_allowed(frame_mask: Tensor | None, sizes: dict[str, int], device) ->
     if frame_mask is not None:
         fm = rearrange(frame_mask, "b (v t) (w u) -> b v t w u", v=views, w=views)
         other = other & rearrange(torch.diagonal(fm, dim1=2, dim2=4), "b v w t -> (b t) v w")
-    s, g = sizes["s"], sizes["g"]
-    return other.repeat_interleave(s, 1).repeat_interleave(s, 2).repeat(1, g, 1)[:, None]
+    return _expand_frames(other, sizes)
+
+
+@lru_cache(maxsize=8)
+def _plain_column_mask(views: int, tokens: int, group: int, dtype: torch.dtype, device) -> Tensor:
+    """Cached additive column mask without a frame mask (no row is ever empty: V > 1)."""
+    sizes = dict(v=views, s=tokens, g=group)
+    return _additive(_column_allowed(None, sizes, device), dtype)[0]
 
 
 def split_parts(
@@ -113,7 +124,10 @@ def split_parts(
     parts = [Part(*(_relayout(x, p, sizes) for x, p in ((q, ROW_Q), (k, ROW_K), (v, ROW_K))),
                   row_mask, row_empty, ROW_Q, ROW_K)]
     if sizes["v"] > 1:
-        col_mask, col_empty = _additive(_column_allowed(frame_mask, sizes, q.device), q.dtype)
+        if frame_mask is None:
+            col_mask, col_empty = _plain_column_mask(sizes["v"], sizes["s"], sizes["g"], q.dtype, q.device), None
+        else:
+            col_mask, col_empty = _additive(_column_allowed(frame_mask, sizes, q.device), q.dtype)
         parts.append(Part(*(_relayout(x, p, sizes) for x, p in ((q, COL_Q), (k, COL_K), (v, COL_K))),
                           col_mask, col_empty, COL_Q, COL_K))
     if registers is not None and registers[0].shape[0] > 0:
