@@ -175,29 +175,29 @@ class _FlashDecomposed(torch.autograd.Function):
         registers = None if reg_k is None else (reg_k, reg_v)
         parts = split_parts(q, k, v, sizes, registers, frame_mask)
         out, lse = merge_parts(parts, [_flash_part(p) for p in parts], sizes)
-        ctx.save_for_backward(q, k, v, reg_k, reg_v, frame_mask, out, lse)
-        ctx.sizes = sizes
+        ctx.save_for_backward(out, lse)
+        ctx.parts, ctx.sizes, ctx.reg_dtype = parts, sizes, None if reg_k is None else reg_k.dtype
         return out
 
     @staticmethod
     def backward(ctx, grad_out):
-        q, k, v, reg_k, reg_v, frame_mask, out, lse = ctx.saved_tensors
-        sizes = ctx.sizes
-        registers = None if reg_k is None else (reg_k, reg_v)
-        dq, dk, dv = torch.zeros_like(q), torch.zeros_like(k), torch.zeros_like(v)
-        d_reg = (None, None)
+        out, lse = ctx.saved_tensors
+        sizes, grads, d_reg = ctx.sizes, [None, None, None], (None, None)
         grad_out = grad_out.contiguous()
-        for part in split_parts(q, k, v, sizes, registers, frame_mask):
+        for part in ctx.parts:
             go, o = (_relayout(x, part.q_pattern, sizes) for x in (grad_out, out))
             l = _relayout(lse, part.q_pattern, sizes, lse=True)
             gq, gk, gv = FLASH_CPU_BACKWARD(go, part.q, part.k, part.v, o, l, 0.0, False, attn_mask=part.mask)
-            dq += _relayout(gq, _invert(part.q_pattern), sizes)
             if part.k_pattern is None:
-                d_reg = tuple(rearrange(g.sum(0), "h r d -> r h d").to(reg_k.dtype) for g in (gk, gv))
+                d_reg = tuple(rearrange(g.sum(0), "h r d -> r h d").to(ctx.reg_dtype) for g in (gk, gv))
+                updates = [(0, gq, part.q_pattern)]
             else:
-                dk += _relayout(gk, _invert(part.k_pattern), sizes)
-                dv += _relayout(gv, _invert(part.k_pattern), sizes)
-        return dq, dk, dv, *d_reg, None, None
+                updates = [(0, gq, part.q_pattern), (1, gk, part.k_pattern), (2, gv, part.k_pattern)]
+            for index, grad, pattern in updates:
+                grad = _relayout(grad, _invert(pattern), sizes)
+                grads[index] = grad if grads[index] is None else grads[index].add_(grad)
+        ctx.parts = None
+        return *grads, *d_reg, None, None
 
 
 def private_ops_available(q: Tensor) -> bool:
