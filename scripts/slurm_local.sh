@@ -129,10 +129,10 @@ pid_file() {  # munged and mariadbd write their pid files as their own users, in
   esac
 }
 
-alive() {  # alive NAME: the pid file exists and names a running process
+alive() {  # alive NAME: the pid file names a running process called NAME (not a recycled pid)
   local file
   file=$(pid_file "$1")
-  [ -s "$file" ] && kill -0 "$(cat "$file")" 2>/dev/null
+  [ -s "$file" ] && [ "$(cat "/proc/$(cat "$file")/comm" 2>/dev/null)" = "$1" ]
 }
 
 wait_for() {  # wait_for SECONDS DESCRIPTION COMMAND...

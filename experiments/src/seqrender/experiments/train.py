@@ -27,6 +27,7 @@ from tqdm.auto import tqdm
 from seqrender.experiments.activation_checkpointing import checkpoint_blocks
 from seqrender.experiments.batching import SceneTensors, TrainBatch, make_train_batch
 from seqrender.experiments.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from seqrender.experiments.cluster import export_distributed_env
 from seqrender.experiments.config import RunConfig, TrainerConfig
 
 
@@ -47,12 +48,7 @@ def build_model(cfg: RunConfig) -> nn.Module:
 
 def make_accelerator(trainer: TrainerConfig) -> Accelerator:
     """Export the torch.distributed environment of a SLURM task (if any), then start accelerate."""
-    try:
-        from seqrender.experiments.cluster import export_distributed_env
-    except ImportError:
-        export_distributed_env = None
-    if export_distributed_env is not None:
-        export_distributed_env()
+    export_distributed_env()
     return Accelerator(cpu=trainer.cpu, mixed_precision="no")
 
 

@@ -103,6 +103,9 @@ def apply_op(x: Tensor, op: BlockOp) -> Tensor:
 
 def _sum_to(grad: Tensor, shape: torch.Size) -> Tensor:
     """Sum ``grad`` over the axes along which a tensor of ``shape`` was broadcast."""
+    lead = grad.ndim - len(shape)
+    if lead:
+        grad = grad.sum(dim=tuple(range(lead)))
     axes = [i for i, (g, s) in enumerate(zip(grad.shape, shape)) if s == 1 and g != 1]
     return grad.sum(dim=axes, keepdim=True) if axes else grad
 

@@ -99,7 +99,7 @@ def apply_rope(x: Tensor, angles: Tensor, *, layout: str = "half", start: int = 
     stop = start + 2 * angles.shape[-1]
     if start < 0 or stop > x.shape[-1]:
         raise ValueError(f"rotating {stop - start} channels from start={start} needs head_dim >= {stop}; got {x.shape[-1]}")
-    dtype = torch.promote_types(x.dtype, angles.dtype)
+    dtype = torch.promote_types(torch.promote_types(x.dtype, angles.dtype), torch.float32)
     cis = rope_cis(angles.to(dtype))
     op = BlockOp.build(cis, (start, stop), None, (0, 0), layout)
     return BlockApply.apply(x.to(dtype), cis, None, op).to(x.dtype)
