@@ -7,12 +7,15 @@ attention (12 views × a 4×4 window = 192 tokens, several windows batched) and 
 layer ("core": q, k, v given; "layer": with the q/kv/out projections of a Kaleido-Small layer,
 hidden 1024). Useful FLOPs count the 6 attention matmuls of forward + backward, 12·B·Hq·N²·d,
 plus 3× the projections' forward FLOPs for "layer". Each time is the best of the rounds, all
-variants timed round-robin (the CPU is shared, so best-of is the least noisy statistic).
+variants timed round-robin (the CPU is shared, so best-of is the least noisy statistic); the
+"_1t" columns repeat the run on one torch thread measuring that thread's CPU time, which time
+spent descheduled by other processes does not inflate.
 """
 
 from __future__ import annotations
 
 import itertools
+import time
 
 import torch
 import torch.nn.functional as F
@@ -90,20 +93,31 @@ def main() -> None:
     torch.manual_seed(0)
     repeats = 5 if args.quick else 9
     batches = {"temporal": 2 if args.quick else 8, "spatial": 1 if args.quick else 2}
-    rate = matmul_gflops(1024 if args.quick else 2048)
+    size = 1024 if args.quick else 2048
+    rate = matmul_gflops(size)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    rate_1t = matmul_gflops(size)
+    torch.set_num_threads(threads)
     rows = []
     for (sequence, batch), scope in itertools.product(batches.items(), ("core", "layer")):
         steps = {kind: step(kind, sequence, batch, scope) for kind in KINDS}
-        times = dict(zip(KINDS, time_interleaved([fn for fn, _ in steps.values()], repeats=repeats)))
+        fns = [fn for fn, _ in steps.values()]
+        times = dict(zip(KINDS, time_interleaved(fns, repeats=repeats)))
+        torch.set_num_threads(1)
+        cpu = dict(zip(KINDS, time_interleaved(fns, repeats=repeats, clock=time.thread_time)))
+        torch.set_num_threads(threads)
         for kind, (_, flops) in steps.items():
             rows.append({
                 "sequence": sequence, "scope": scope, "batch": batch, "encoding": kind,
                 "ms": 1e3 * times[kind], "x_none": times[kind] / times["none"],
-                "x_rope": times[kind] / times["rope"], "useful_GFLOP/s": flops / times[kind] / 1e9,
+                "x_rope": times[kind] / times["rope"], "GFLOP/s": flops / times[kind] / 1e9,
+                "cpu_ms_1t": 1e3 * cpu[kind], "x_rope_1t": cpu[kind] / cpu["rope"],
+                "GFLOP/s_1t": flops / cpu[kind] / 1e9,
             })
     report(
         "posenc: attention forward+backward (SDPA, 16 q / 4 kv heads, d = 64)", rows, json_path=args.json,
-        matmul_gflops=rate, threads=torch.get_num_threads(), quick=args.quick,
+        matmul_gflops=rate, threads=threads, matmul_gflops_1t=rate_1t, quick=args.quick,
     )
 
 

@@ -75,7 +75,8 @@ def run_dir() -> Path:
 
 
 def task(cfg: DictConfig, *, stop_requested: Callable[[], bool] | None = None) -> dict:
-    """The Hydra task: validate, then run the main job in the Hydra run directory."""
+    """The Hydra task: validate, then run the main job in the Hydra run directory; training polls
+    `stop_requested` once per step (run.py passes cluster.preemptible()'s)."""
     from seqrender.experiments.job import run_job
 
     run_cfg = validated(cfg)

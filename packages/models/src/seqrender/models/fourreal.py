@@ -22,18 +22,8 @@ from torch import Tensor, nn
 
 from seqrender.attention.variants import ParallelViewTimeAttention, SequentialViewTimeAttention
 from seqrender.attention.viewtime import BACKENDS, ViewTimeAttention
-from seqrender.models.blocks import (
-    AdaLNModulation,
-    FinalLayer,
-    PatchEmbed,
-    SwiGLU,
-    TransformerConfig,
-    check_choice,
-    TimestepEmbedding,
-    gate,
-    modulate,
-    unpatchify,
-)
+from seqrender.models.blocks import (AdaLNModulation, FinalLayer, PatchEmbed, SwiGLU, TimestepEmbedding,
+                                     TransformerConfig, check_choice, gate, modulate, unpatchify)
 from seqrender.posenc import BlockTransform, Rotary, rope_angles
 
 ATTENTION_PATTERNS = ("fused", "sequential", "parallel")

@@ -27,18 +27,8 @@ from torch import Tensor, nn
 from seqrender.attention import SpatialAttention, WindowAttention, window_partition
 from seqrender.models import registry
 from seqrender.models.dinov2 import DINOV2_SIZES, load_dinov2, normalise_images
-from seqrender.models.blocks import (
-    AdaLNModulation,
-    FinalLayer,
-    PatchEmbed,
-    SwiGLU,
-    TransformerConfig,
-    check_choice,
-    TimestepEmbedding,
-    gate,
-    modulate,
-    unpatchify,
-)
+from seqrender.models.blocks import (AdaLNModulation, FinalLayer, PatchEmbed, SwiGLU, TimestepEmbedding,
+                                     TransformerConfig, check_choice, gate, modulate, unpatchify)
 from seqrender.posenc import grid_angles, invert_se3, normalise_translations
 
 POSE_FRAMES = ("first_reference", "world")

@@ -20,10 +20,8 @@ import torch
 from einops import rearrange, repeat
 from torch import Tensor, nn
 
-from seqrender.recon.layers import Block, DinoV2, PatchEmbed, Rope2D, patch_positions
-
-_RESNET_MEAN = (0.485, 0.456, 0.406)
-_RESNET_STD = (0.229, 0.224, 0.225)
+from seqrender.recon.dinov2 import DinoV2, DinoV2Config, normalise_images
+from seqrender.recon.layers import Block, PatchEmbed, Rope2D, patch_positions
 
 
 @dataclass(frozen=True)
@@ -71,9 +69,10 @@ class Aggregator(nn.Module):
         if c.patch_embed == "conv":
             self.patch_embed = PatchEmbed(c.patch_size, c.embed_dim)
         else:
-            self.patch_embed = DinoV2(img_size=c.img_size, patch_size=c.patch_size, dim=c.embed_dim,
-                                      depth=c.dino_depth, num_heads=c.num_heads,
-                                      num_register_tokens=c.num_register_tokens, mlp_ratio=c.mlp_ratio)
+            self.patch_embed = DinoV2(DinoV2Config(
+                embed_dim=c.embed_dim, depth=c.dino_depth, num_heads=c.num_heads, patch_size=c.patch_size,
+                img_size=c.img_size, mlp_ratio=c.mlp_ratio, num_register_tokens=c.num_register_tokens,
+                interpolate_offset=0.0, interpolate_antialias=True))
         self.rope = Rope2D(c.rope_freq) if c.rope_freq > 0 else None
         make = lambda: Block(c.embed_dim, c.num_heads, mlp_ratio=c.mlp_ratio, qk_norm=c.qk_norm,
                              init_values=c.init_values, rope=self.rope)
@@ -85,8 +84,6 @@ class Aggregator(nn.Module):
         self.camera_token = nn.Parameter(torch.randn(1, 2, 1, c.embed_dim) * 1e-6)
         self.register_token = nn.Parameter(torch.randn(1, 2, c.num_register_tokens, c.embed_dim) * 1e-6)
         self.patch_start_idx = 1 + c.num_register_tokens
-        self.register_buffer("_resnet_mean", torch.tensor(_RESNET_MEAN).view(3, 1, 1), persistent=False)
-        self.register_buffer("_resnet_std", torch.tensor(_RESNET_STD).view(3, 1, 1), persistent=False)
 
     def embed(self, images: Tensor) -> Tensor:
         """images (B, V, T, 3, H, W) -> initial tokens (B·V·T, N, C)."""
@@ -94,8 +91,8 @@ class Aggregator(nn.Module):
         p = self.config.patch_size
         if ch != 3 or h % p or w % p:
             raise ValueError(f"images must be (B, V, T, 3, H, W) with H, W multiples of {p}, got {tuple(images.shape)}")
-        x = (images - self._resnet_mean) / self._resnet_std
-        patches = self.patch_embed(rearrange(x, "b v t c h w -> (b v t) c h w"))
+        x = rearrange(normalise_images(images), "b v t c h w -> (b v t) c h w")
+        patches = self.patch_embed(x) if self.config.patch_embed == "conv" else self.patch_embed.patch_tokens(x)
         special = torch.cat([_first_and_rest(self.camera_token, v), _first_and_rest(self.register_token, v)], dim=1)
         special = repeat(special, "v n c -> (b v t) n c", b=b, t=t)
         return torch.cat([special, patches], dim=1)

@@ -1,4 +1,5 @@
-"""Transformer layers with VGGT / DINOv2 parameter names (so their checkpoints load strictly).
+"""Transformer layers with VGGT / DINOv2 parameter names (so their checkpoints load strictly);
+the DINOv2 ViT built from them is `seqrender.recon.dinov2`.
 
 Block keys: `norm1`, `attn.qkv`, `attn.q_norm`, `attn.k_norm` (when qk_norm), `attn.proj`, `ls1.gamma`,
 `norm2`, `mlp.fc1`, `mlp.fc2`, `ls2.gamma`. Attention is plain `scaled_dot_product_attention`.
@@ -91,7 +92,8 @@ class Mlp(nn.Module):
 
 
 class Block(nn.Module):
-    """Pre-norm transformer block: x + ls1(attn(norm1 x)); x + ls2(mlp(norm2 x))."""
+    """Pre-norm transformer block: x + ls1(attn(norm1 x)); x + ls2(mlp(norm2 x)). LayerNorm eps
+    `norm_eps`: 1e-5 in VGGT's blocks, 1e-6 in DINOv2's."""
 
     def __init__(
         self,
@@ -102,12 +104,13 @@ class Block(nn.Module):
         qk_norm: bool = False,
         init_values: float | None = None,
         rope: Rope2D | None = None,
+        norm_eps: float = 1e-5,
     ):
         super().__init__()
-        self.norm1 = nn.LayerNorm(dim)
+        self.norm1 = nn.LayerNorm(dim, eps=norm_eps)
         self.attn = Attention(dim, num_heads, qk_norm=qk_norm, rope=rope)
         self.ls1 = LayerScale(dim, init_values) if init_values else nn.Identity()
-        self.norm2 = nn.LayerNorm(dim)
+        self.norm2 = nn.LayerNorm(dim, eps=norm_eps)
         self.mlp = Mlp(dim, int(dim * mlp_ratio))
         self.ls2 = LayerScale(dim, init_values) if init_values else nn.Identity()
 
@@ -134,44 +137,3 @@ class PatchEmbed(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         return rearrange(self.proj(x), "b c h w -> b (h w) c")
 
-
-class DinoV2(nn.Module):
-    """DINOv2 ViT with registers as VGGT's patch embedding (keys `cls_token`, `pos_embed`,
-    `register_tokens`, `mask_token`, `patch_embed.proj`, `blocks.<i>`, `norm`).
-
-    images (B, 3, H, W) -> normalised patch tokens (B, H/p · W/p, C). The learned position grid
-    (img_size/p square) is resized bicubically (antialiased) when the patch grid differs.
-    """
-
-    def __init__(self, *, img_size: int, patch_size: int, dim: int, depth: int, num_heads: int,
-                 num_register_tokens: int = 4, mlp_ratio: float = 4.0):
-        super().__init__()
-        self.patch_size = patch_size
-        self.grid = img_size // patch_size
-        self.patch_embed = PatchEmbed(patch_size, dim)
-        self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
-        self.pos_embed = nn.Parameter(torch.randn(1, 1 + self.grid**2, dim) * 0.02)
-        self.register_tokens = nn.Parameter(torch.zeros(1, num_register_tokens, dim))
-        self.mask_token = nn.Parameter(torch.zeros(1, dim), requires_grad=False)
-        self.blocks = nn.ModuleList(
-            Block(dim, num_heads, mlp_ratio=mlp_ratio, init_values=1.0) for _ in range(depth)
-        )
-        self.norm = nn.LayerNorm(dim, eps=1e-6)
-        self.num_register_tokens = num_register_tokens
-
-    def forward(self, images: Tensor) -> Tensor:
-        h, w = images.shape[-2] // self.patch_size, images.shape[-1] // self.patch_size
-        x = self.patch_embed(images)
-        x = torch.cat([self.cls_token.expand(len(x), -1, -1), x], dim=1) + self._pos_embed(h, w)
-        x = torch.cat([x[:, :1], self.register_tokens.expand(len(x), -1, -1), x[:, 1:]], dim=1)
-        for block in self.blocks:
-            x = block(x)
-        return self.norm(x)[:, 1 + self.num_register_tokens :]
-
-    def _pos_embed(self, h: int, w: int) -> Tensor:
-        cls_pos, grid = self.pos_embed[:, :1], self.pos_embed[:, 1:]
-        if (h, w) != (self.grid, self.grid):
-            grid = rearrange(grid, "1 (h w) c -> 1 c h w", h=self.grid)
-            grid = F.interpolate(grid.float(), size=(h, w), mode="bicubic", antialias=True).to(cls_pos.dtype)
-            grid = rearrange(grid, "1 c h w -> 1 (h w) c")
-        return torch.cat([cls_pos, grid], dim=1)
