@@ -78,6 +78,9 @@ def viewtime_attention(
         from .flex import flex_viewtime
 
         return flex_viewtime(q, k, v, views, times, **kwargs)
+    if not triton_available():
+        raise ImportError("backend='triton' needs the optional triton package: "
+                          "pip install 'seqrender-attention[triton]'")
     from .triton_kernel import triton_viewtime
 
     return triton_viewtime(q, k, v, views, times, **kwargs)
