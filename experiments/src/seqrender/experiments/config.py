@@ -13,9 +13,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 
+from seqrender.experiments.layouts import mismatch, model_layout
 from seqrender.models import registry
 
-Setting = Literal["1->3", "3->1"]
+Setting = Literal["1->3", "3->1", "row+column->grid"]  # n->m: Kaleido; row+column->grid: 4Real
+GRID_SETTINGS = ("row+column->grid",)
 COMPONENT_KINDS = ("model", "posenc", "sampler", "schedule", "solver", "dataset")
 
 
@@ -86,8 +88,11 @@ class RunConfig(_Strict):
 
     @model_validator(mode="after")
     def _views_cover_settings(self) -> "RunConfig":
+        grid = model_layout(self.model.name) == "grid"
         for setting in self.eval.settings:
-            if sum(map(int, setting.split("->"))) > self.trainer.views:
+            if (setting in GRID_SETTINGS) != grid:
+                raise ValueError(f"eval setting {setting} does not apply to model {self.model.name!r}")
+            if not grid and sum(map(int, setting.split("->"))) > self.trainer.views:
                 raise ValueError(f"eval setting {setting} needs more views than trainer.views")
         return self
 
@@ -100,6 +105,9 @@ def validate_config(raw: dict[str, Any]) -> RunConfig:
         if not isinstance(raw.get(kind), dict):
             raise ConfigError(f"{kind}: missing config group (choose one of: {', '.join(registry.names(kind))})")
         components[kind] = validate_component(kind, raw[kind])
+    problem = mismatch(components["model"].name, components["dataset"].name)
+    if problem:
+        raise ConfigError(f"dataset: {problem}")
     try:
         return RunConfig(**{**raw, **components})
     except ValidationError as exc:

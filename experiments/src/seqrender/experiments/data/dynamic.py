@@ -1,0 +1,126 @@
+"""The embedded 4-D dataset (registered as "embedded4d"): the procedural scenes of `scenes.py` with
+every primitive moving along a straight line, rendered on a V × T grid (V orbit cameras, fixed over
+time, × T time steps) and cached on disk with the embedded dataset's atomic-manifest mechanism
+(`embedded.ensure_generated`).
+
+Layout: `<root>/train.safetensors`, `<root>/heldout.safetensors` (images uint8 (S, V, T, 3, H, W)
+composited on white, intrinsics (S, V, 3, 3), extrinsics (S, V, 4, 4) OpenCV world-to-camera),
+`manifest.json` written last.
+"""
+
+import dataclasses
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import ClassVar, Sequence
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import Tensor
+from tqdm import tqdm
+
+from seqrender.experiments.data.embedded import SPLITS, default_data_root, ensure_generated, single_thread
+from seqrender.experiments.data.primitives import Primitive
+from seqrender.experiments.data.renderer import render
+from seqrender.experiments.data.scenes import OrbitConfig, SceneConfig, make_scene, orbit_cameras
+from seqrender.experiments.data.seeding import generator_from
+
+FORMAT_VERSION = 1
+BACKGROUND = (1.0, 1.0, 1.0)
+
+
+@dataclass(frozen=True)
+class GridScenes:
+    """S scenes on a V × T grid, in memory. images (S, V, T, 3, H, W) in [0, 1] (row v: the video
+    of view v; column t: the freeze-time views at time t); intrinsics (S, V, 3, 3) pixels;
+    extrinsics (S, V, 4, 4) world-to-camera (OpenCV), the same at every time."""
+
+    images: Tensor
+    intrinsics: Tensor
+    extrinsics: Tensor
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+
+@dataclass(frozen=True)
+class Embedded4DConfig:
+    """The registered config of dataset "embedded4d"; every field but `root` shapes the files."""
+
+    layout: ClassVar[str] = "grid"  # what models it fits (seqrender.experiments.layouts)
+
+    root: str = ""  # dataset folder; "" = default_data_root() / a name made of the fields
+    num_scenes: int = 200
+    heldout_scenes: int = 16  # the last scenes (by index) are held out
+    views: int = 4  # V orbit cameras
+    times: int = 4  # T time steps
+    resolution: int = 32
+    seed: int = 0
+    supersample: int = 2  # anti-aliasing: s×s rays per pixel
+    speed: float = 0.15  # largest displacement of a primitive per time step (world units)
+
+    def __post_init__(self) -> None:
+        for name in ("num_scenes", "views", "times", "resolution", "supersample"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not 0 <= self.heldout_scenes < self.num_scenes:
+            raise ValueError(f"heldout_scenes must be in [0, num_scenes), got {self.heldout_scenes} "
+                             f"with num_scenes={self.num_scenes}")
+        if self.seed < 0 or self.speed < 0:
+            raise ValueError(f"seed and speed must be >= 0, got seed={self.seed}, speed={self.speed}")
+
+    def manifest(self) -> dict:
+        """Everything that determines the generated files."""
+        config = {k: v for k, v in asdict(self).items() if k != "root"}
+        return {"format": FORMAT_VERSION, "kind": "embedded4d", "config": config, "scene": asdict(SceneConfig()),
+                "orbit": asdict(OrbitConfig())}
+
+    def folder(self) -> Path:
+        c = self
+        return Path(c.root) if c.root else default_data_root() / (
+            f"embedded4d-n{c.num_scenes}-h{c.heldout_scenes}-v{c.views}-t{c.times}-r{c.resolution}"
+            f"-a{c.supersample}-m{c.speed:g}-s{c.seed}")
+
+
+def moved(primitives: Sequence[Primitive], velocities: Tensor, time: int) -> list[Primitive]:
+    """The primitives at time step `time`: centre + time · velocity; velocities (P, 3)."""
+    return [dataclasses.replace(p, centre=p.centre + time * v) for p, v in zip(primitives, velocities)]
+
+
+def render_grid(config: Embedded4DConfig, index: int) -> tuple[Tensor, Tensor, Tensor]:
+    """Scene `index`: images (V, T, 3, H, W) in [0, 1], intrinsics (V, 3, 3), extrinsics (V, 4, 4)."""
+    generator = generator_from(config.seed, index)
+    primitives = make_scene(generator)
+    size = config.resolution
+    intrinsics, extrinsics = orbit_cameras(config.views, height=size, width=size, generator=generator)
+    directions = torch.nn.functional.normalize(torch.randn(len(primitives), 3, generator=generator), dim=-1)
+    velocities = directions * config.speed * (0.5 + 0.5 * torch.rand(len(primitives), 1, generator=generator))
+    frames = [render(moved(primitives, velocities, t), intrinsics, extrinsics, height=size, width=size,
+                     supersample=config.supersample).composite(BACKGROUND) for t in range(config.times)]
+    return torch.stack(frames, dim=1).clamp(0, 1), intrinsics, extrinsics
+
+
+def _generate(folder: Path, config: Embedded4DConfig, *, progress: bool) -> None:
+    scenes = []
+    with single_thread():
+        for i in tqdm(range(config.num_scenes), desc="rendering embedded 4D scenes", unit="scene",
+                      disable=not progress):
+            scenes.append(render_grid(config, i))
+    images, intrinsics, extrinsics = (torch.stack(parts) for parts in zip(*scenes))
+    cut = config.num_scenes - config.heldout_scenes
+    for split, part in zip(SPLITS, (slice(0, cut), slice(cut, None))):
+        tensors = {"images": (images[part] * 255).round().to(torch.uint8).contiguous(),
+                   "intrinsics": intrinsics[part].contiguous(), "extrinsics": extrinsics[part].contiguous()}
+        save_file(tensors, str(folder / f"{split}.safetensors"))
+
+
+def embedded4d_dataset(config: Embedded4DConfig = Embedded4DConfig(), *, split: str = "train",
+                       progress: bool = True) -> GridScenes:
+    """Builder of dataset "embedded4d": the `split` ("train" or "heldout") scenes, generated first
+    if needed."""
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    folder = ensure_generated(config.folder(), config.manifest(),
+                              lambda partial: _generate(partial, config, progress=progress))
+    tensors = load_file(str(folder / f"{split}.safetensors"))
+    return GridScenes(images=tensors["images"].float() / 255, intrinsics=tensors["intrinsics"],
+                      extrinsics=tensors["extrinsics"])
