@@ -19,7 +19,7 @@ import time
 
 import torch
 import torch.nn.functional as F
-from einops import rearrange
+from einops import rearrange, repeat
 
 from _common import matmul_gflops, parse_args, report, time_interleaved
 from seqrender.posenc import grid_angles, make_scene_encoding, plucker_rays, random_se3
@@ -29,16 +29,13 @@ KINDS = ("none", "rope", "cape", "gta", "plucker")
 
 
 def positions(sequence: str, batch: int):
-    """(hw, extrinsics) as the attention sees them: (N, 2) for spatial; (B', N', 2), (B', N', 4, 4)
-    per token for temporal windows (the 12 views' poses repeated over the window's K² tokens)."""
+    """(hw, extrinsics) as the attention sees them: (N, 2) for spatial; (B', N', 2), (B', V, 4, 4)
+    for temporal windows (grouped as in the model: each view's pose covers the window's K² tokens)."""
     hw = grid_angles(LATENT, LATENT)
     if sequence == "spatial":
         return hw, None
-    window = rearrange(hw[: WINDOW * WINDOW], "k c -> 1 1 k c").expand(batch, VIEWS, -1, -1)
-    ext = random_se3(batch, VIEWS, generator=torch.Generator().manual_seed(0))
-    ext = ext[:, :, None].expand(-1, -1, WINDOW * WINDOW, -1, -1)
-    flat = lambda t: rearrange(t, "b v k ... -> b (v k) ...")
-    return flat(window), flat(ext)
+    window = repeat(hw[: WINDOW * WINDOW], "k c -> b (v k) c", b=batch, v=VIEWS)
+    return window, random_se3(batch, VIEWS, generator=torch.Generator().manual_seed(0))
 
 
 def ray_map(sequence: str, batch: int):

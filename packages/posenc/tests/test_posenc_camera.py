@@ -13,6 +13,7 @@ from seqrender.posenc import (
     make_scene_encoding,
     random_se3,
 )
+from seqrender.posenc.camera import repeat_blocks
 
 
 def test_invert_se3_matches_linalg():
@@ -26,6 +27,23 @@ def test_pose_blocks_match_kronecker_reference():
     x = torch.randn(2, 3, 5, 12, dtype=torch.float64, generator=gen)
     dense = torch.stack([torch.stack([torch.block_diag(*[a[b, n].T] * 3) for n in range(5)]) for b in range(2)])
     torch.testing.assert_close(apply_pose_blocks(x, a), torch.einsum("bnij,bhnj->bhni", dense, x))
+
+
+@pytest.mark.parametrize("op_batch", [1, 2])
+def test_grouped_pose_blocks_match_kronecker_reference(op_batch):
+    """(B|1, G, 4, 4) operators: block g acts on the N/G contiguous tokens of group g."""
+    gen = torch.Generator().manual_seed(4)
+    groups, n = 3, 2
+    a = torch.randn(op_batch, groups, 4, 4, dtype=torch.float64, generator=gen)
+    x = torch.randn(2, 3, groups * n, 12, dtype=torch.float64, generator=gen)
+    dense = torch.stack([
+        torch.stack([torch.block_diag(*[a[b, t // n].T] * 3) for t in range(groups * n)]) for b in range(op_batch)
+    ])
+    ref = torch.einsum("bnij,bhnj->bhni", dense.expand(2, -1, -1, -1), x)
+    torch.testing.assert_close(apply_pose_blocks(x, a), ref)
+    torch.testing.assert_close(apply_pose_blocks(x, repeat_blocks(a, 3)), ref)  # the fused 12×12 form
+    with pytest.raises(ValueError, match="extrinsics"):
+        apply_pose_blocks(x, a[:, :2].repeat(1, 2, 1, 1))  # G = 4 does not divide N = 6
 
 
 @pytest.mark.parametrize("values", [False, True])
@@ -70,6 +88,11 @@ def test_gta_gradients_exact_and_finite():
     k, v = (torch.randn(1, 1, 3, 8, dtype=torch.float64, generator=gen, requires_grad=True) for _ in range(2))
     assert torch.autograd.gradcheck(lambda *a: gta_attention_loss(*a, hw, ext), (q, k, v))
     assert torch.autograd.gradcheck(lambda e: gta_attention_loss(q, k, v, hw, e), (ext,))
+    grouped = random_se3(1, 1, generator=gen, dtype=torch.float64).requires_grad_()  # one pose, 3 tokens
+    q16 = torch.randn(1, 2, 3, 16, dtype=torch.float64, generator=gen, requires_grad=True)  # fused 8×8 blocks
+    k16, v16 = (torch.randn(1, 1, 3, 16, dtype=torch.float64, generator=gen, requires_grad=True) for _ in range(2))
+    assert torch.autograd.gradcheck(lambda *a: gta_attention_loss(*a, hw, grouped), (q16, k16, v16))
+    assert torch.autograd.gradcheck(lambda e: gta_attention_loss(q16, k16, v16, hw, e), (grouped,))
     q32 = q.detach().float().requires_grad_()
     gta_attention_loss(q32, k.detach().float(), v.detach().float(), hw.float(), ext.detach().float()).square().sum().backward()
     assert torch.isfinite(q32.grad).all()

@@ -89,6 +89,61 @@ def test_unified_matches_dense_reference(kind, data, strided):
     torch.testing.assert_close(tr.transform_out(q), apply_dense(q, mo) if gta else q)
 
 
+@pytest.mark.parametrize("strided", [False, True])
+@pytest.mark.parametrize("op_batch", [1, 2])
+@pytest.mark.parametrize("kind", ["cape", "gta"])
+def test_grouped_poses_match_dense_reference(kind, op_batch, strided):
+    """Extrinsics (B'|1, G, 4, 4): pose g covers the n contiguous tokens [g·n, (g+1)·n)."""
+    gen = torch.Generator().manual_seed(4)
+    b, groups, n = 2, 3, 4
+    hw = torch.rand(op_batch, groups * n, 2, dtype=torch.float64, generator=gen) * 2 * math.pi
+    ext = random_se3(op_batch, groups, generator=gen, dtype=torch.float64)
+    tr = make_scene_encoding(kind, D).temporal(hw, ext, None)
+    mq, mk, mo = (torch.empty(op_batch, groups * n, D, D, dtype=torch.float64) for _ in range(3))
+    for i in range(op_batch):
+        for j in range(groups * n):
+            bands, p = expected_bands(hw[i, j].tolist(), None, D, False), ext[i, j // n]
+            mq[i, j] = dense_operator(bands, p.T, D)
+            mk[i, j] = dense_operator(bands, torch.linalg.inv(p), D)
+            mo[i, j] = dense_operator([-a for a in bands], p, D)
+    mq, mk, mo = (m.expand(b, -1, -1, -1) for m in (mq, mk, mo))
+    q, k, v = (heads_first(b, h, groups * n, D, gen=gen, strided=strided) for h in (4, 2, 2))
+    q2, k2, v2 = tr.transform_qkv(q, k, v)
+    torch.testing.assert_close(q2, apply_dense(q, mq))
+    torch.testing.assert_close(k2, apply_dense(k, mk))
+    torch.testing.assert_close(v2, apply_dense(v, mk) if kind == "gta" else v)
+    torch.testing.assert_close(tr.transform_out(q), apply_dense(q, mo) if kind == "gta" else q)
+
+
+@pytest.mark.parametrize("op_batch", [1, 2])
+def test_grouped_poses_match_per_token_values_and_gradients(op_batch):
+    gen = torch.Generator().manual_seed(5)
+    enc = make_scene_encoding("gta", D)
+    b, groups, n = 2, 3, 4
+    hw = torch.rand(op_batch, groups * n, 2, dtype=torch.float64, generator=gen) * 2 * math.pi
+    ext = random_se3(op_batch, groups, generator=gen, dtype=torch.float64)
+    inputs = [torch.randn(b, h, groups * n, D, dtype=torch.float64, generator=gen) for h in (4, 2, 2)]
+    outs, grads = [], []
+    for per_token in (False, True):
+        e = ext.clone().requires_grad_()
+        qkv = [t.clone().requires_grad_() for t in inputs]
+        poses = e.repeat_interleave(n, dim=1) if per_token else e
+        out = gqa_attention(enc.temporal(hw, poses, None), *qkv)
+        out.square().sum().backward()
+        outs.append(out)
+        grads.append([e.grad] + [t.grad for t in qkv])
+    torch.testing.assert_close(outs[0], outs[1])
+    for grouped, per_token in zip(*grads):
+        torch.testing.assert_close(grouped, per_token)
+    assert grads[0][0].abs().max() > 1e-6  # the pose gradient is not trivially zero
+
+
+def test_grouped_poses_must_divide_tokens():
+    enc = make_scene_encoding("gta", D)
+    with pytest.raises(ValueError, match="extrinsics"):
+        enc.temporal(torch.zeros(1, 10, 2), random_se3(1, 4, dtype=torch.float32), None)
+
+
 def gqa_attention(tr, q, k, v):
     q, k, v = tr.transform_qkv(q, k, v)
     return tr.transform_out(F.scaled_dot_product_attention(q, k, v, enable_gqa=True))

@@ -113,6 +113,7 @@ class Kaleido(nn.Module):
 
         spatial acts on (B·V, heads, h·w, d); temporal on (B·nW, heads, V·K·K, d) in
         window_partition order. poses (B, V, 4, 4) from canonical_extrinsics; times (B, V) θ_t.
+        Poses go in grouped, (B·nW, V, 4, 4): each applies to a frame's K·K contiguous tokens.
         """
         batch, views, h, w = grid
         k = self.config.window
@@ -121,7 +122,7 @@ class Kaleido(nn.Module):
         per_token = repeat(angles, "(h w) c -> b v h w c", b=batch, v=views, h=h)
         hw = window_partition(per_token, k)  # (B·nW, V·K·K, 2)
         if poses is not None:
-            poses = window_partition(repeat(poses, "b v i j -> b v h w i j", h=h, w=w), k)
+            poses = repeat(poses, "b v i j -> (b nw) v i j", nw=hw.shape[0] // batch)  # one per K·K run
         if times is not None:
             times = window_partition(repeat(times, "b v -> b v h w", h=h, w=w), k)
         return spatial, self.encoding.temporal(hw, poses, times)

@@ -9,12 +9,15 @@ operators themselves, reduced over the axes they were broadcast along.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
-from .camera import apply_pose_blocks
+from .camera import apply_pose_blocks, grouped_chunks, repeat_blocks
+
+FUSED_REPEATS = 4  # fused 16 × 16 blocks: the fastest here (one q apply: 4×4 0.33 ms, 16×16 0.15, 32×32 0.21)
 
 
 @dataclass(frozen=True)
@@ -22,8 +25,11 @@ class BlockOp:
     """One operator ``M`` and its transpose, both precomputed (the backward applies ``Mᵀ``).
 
     ``cis (B|1, 1, N, n)`` complex rotations on channels ``rot_range`` (``layout`` ``"half"`` or
-    ``"interleaved"`` pairing); ``pose (B|1, N, 4, 4)`` right-multiplying the 4-chunks of
-    ``pose_range``. ``cis_t``, ``pose_t``: conjugate and transposed copies. Either part may be None.
+    ``"interleaved"`` pairing); ``pose (B|1, G, 4, 4)`` right-multiplying the 4-chunks of
+    ``pose_range``, one block per token (``G = N``) or per run of ``N/G`` contiguous tokens.
+    ``block``: what is multiplied, ``pose`` itself or (``fused``) its ``repeat_blocks`` form with
+    up to ``FUSED_REPEATS`` copies. ``cis_t``, ``block_t``: conjugate and transposed copies.
+    Either part may be None.
     """
 
     cis: Tensor | None
@@ -32,17 +38,24 @@ class BlockOp:
     pose_range: tuple[int, int]
     layout: str
     cis_t: Tensor | None
-    pose_t: Tensor | None
+    block: Tensor | None
+    block_t: Tensor | None
 
     @classmethod
-    def build(cls, cis, rot_range, pose, pose_range, layout) -> BlockOp:
+    def build(cls, cis, rot_range, pose, pose_range, layout, *, fused: bool = False) -> BlockOp:
         cis_t = None if cis is None else cis.detach().conj().resolve_conj()
-        pose_t = None if pose is None else pose.detach().transpose(-1, -2).contiguous()
-        return cls(cis, rot_range, pose, pose_range, layout, cis_t, pose_t)
+        block = block_t = None
+        if pose is not None:
+            repeats = math.gcd(FUSED_REPEATS, (pose_range[1] - pose_range[0]) // 4) if fused else 1
+            block = repeat_blocks(pose.detach(), repeats)
+            block_t = block.transpose(-1, -2).contiguous()
+        return cls(cis, rot_range, pose, pose_range, layout, cis_t, block, block_t)
 
     def transposed(self) -> BlockOp:
-        """``Mᵀ`` (and its transpose ``M``), sharing the precomputed tensors."""
-        return BlockOp(self.cis_t, self.rot_range, self.pose_t, self.pose_range, self.layout, self.cis, self.pose)
+        """``Mᵀ`` (and its transpose ``M``), sharing the precomputed tensors; ``pose`` is dropped."""
+        return BlockOp(
+            self.cis_t, self.rot_range, None, self.pose_range, self.layout, self.cis, self.block_t, self.block
+        )
 
 
 def _pairs(x: Tensor, layout: str) -> tuple[Tensor, Tensor]:
@@ -77,10 +90,6 @@ def _rotate_into(out: Tensor, x: Tensor, cis: Tensor, layout: str) -> None:
     o2.addcmul_(x1, s)
 
 
-def _blocks(x: Tensor) -> Tensor:
-    return x.unflatten(-1, (-1, 4))
-
-
 def apply_op(x: Tensor, op: BlockOp) -> Tensor:
     """``(B, H, N, d)`` → ``(B, H, N, d)``, computed without autograd into one fresh buffer."""
     out = torch.empty_like(x)
@@ -89,9 +98,9 @@ def apply_op(x: Tensor, op: BlockOp) -> Tensor:
         a, b = op.rot_range
         _rotate_into(out[..., a:b], x[..., a:b], op.cis, op.layout)
         covered.append(op.rot_range)
-    if op.pose is not None:
+    if op.block is not None:
         a, b = op.pose_range
-        out[..., a:b] = apply_pose_blocks(x[..., a:b], op.pose)
+        apply_pose_blocks(x[..., a:b], op.block, out=out[..., a:b])
         covered.append(op.pose_range)
     cursor = 0
     for a, b in sorted(covered) + [(x.shape[-1], x.shape[-1])]:
@@ -131,6 +140,6 @@ class BlockApply(torch.autograd.Function):
             grad_cis = _sum_to(torch.complex(x1, -x2) * torch.complex(g1, g2), op.cis.shape)
         if ctx.needs_input_grad[2]:
             a, b = op.pose_range
-            per_token = torch.einsum("bhnri,bhnrk->bnik", _blocks(x[..., a:b]), _blocks(grad[..., a:b]))
-            grad_pose = _sum_to(per_token, op.pose.shape)
+            xs, gs = (grouped_chunks(t[..., a:b], op.pose) for t in (x, grad))
+            grad_pose = _sum_to(torch.einsum("bhgnri,bhgnrk->bgik", xs, gs), op.pose.shape)
         return grad_x, grad_cis, grad_pose, None

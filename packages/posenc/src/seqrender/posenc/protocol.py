@@ -51,5 +51,5 @@ class SceneEncoding(Protocol):
     def temporal(
         self, hw: Tensor, extrinsics: Tensor | None, times: Tensor | None
     ) -> PositionalTransform:
-        """``hw: (B', N', 2)``, ``extrinsics: (B', N', 4, 4)``, ``times: (B', N')``."""
+        """``hw: (B', N', 2)``, ``extrinsics: (B', G, 4, 4)`` (``G = N'`` or ``G | N'``), ``times: (B', N')``."""
         ...

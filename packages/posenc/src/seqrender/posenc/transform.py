@@ -33,11 +33,18 @@ class Rotary:
 
 @dataclass(frozen=True)
 class PoseBlocks:
-    """World-to-camera ``extrinsics (B|1, N, 4, 4)`` repeated ``repeats`` times from ``start``."""
+    """World-to-camera ``extrinsics (B|1, G, 4, 4)`` repeated ``repeats`` times from ``start``.
+
+    ``G = N``: one pose per token; otherwise pose ``g`` is shared by the ``N/G`` contiguous tokens
+    ``[g·N/G, (g+1)·N/G)`` and applied with one GEMM per group (``apply_pose_blocks``). ``fused``:
+    multiply by a block-diagonal ``16 × 16`` form of each pose (``FUSED_REPEATS`` copies), built
+    once: a faster GEMM at 16× the operator memory, so meant for grouped poses (``G < N``).
+    """
 
     extrinsics: Tensor
     start: int
     repeats: int
+    fused: bool = False
 
     @property
     def stop(self) -> int:
@@ -73,7 +80,10 @@ class BlockTransform:
             cis = rope_cis(rotary.angles.to(self.dtype)).unsqueeze(1)
             cis_out = cis.conj().resolve_conj()
         ops = PoseOperators.from_extrinsics(pose.extrinsics.to(self.dtype)) if pose is not None else None
-        make = lambda c, name: BlockOp.build(c, rot_range, getattr(ops, name) if ops else None, pose_range, layout)
+        fused = pose is not None and pose.fused
+        make = lambda c, name: BlockOp.build(
+            c, rot_range, getattr(ops, name) if ops else None, pose_range, layout, fused=fused
+        )
         self.query_op, self.key_op, self.output_op = make(cis, "query"), make(cis, "key"), make(cis_out, "output")
 
     def _apply(self, x: Tensor, op: BlockOp) -> Tensor:

@@ -16,6 +16,7 @@ import torch
 from einops import rearrange
 from torch import Tensor
 
+from .camera import check_pose_groups
 from .plucker import plucker_rays
 from .protocol import IdentityTransform, PositionalTransform
 from .rope import check_choice, rope_angles
@@ -81,10 +82,12 @@ class KaleidoEncoding:
         return BlockTransform(rotary=Rotary(angles, layout=_LAYOUT), values=self._values)
 
     def temporal(self, hw: Tensor, extrinsics: Tensor | None, times: Tensor | None) -> PositionalTransform:
-        """hw: ``(B', N', 2)``; extrinsics: ``(B', N', 4, 4)`` or None; times: ``(B', N')`` or None.
+        """hw: ``(B', N', 2)``; extrinsics: ``(B', G, 4, 4)`` or None; times: ``(B', N')`` or None.
 
         3D data passes extrinsics, video passes times (not both). ``rope``/``plucker`` never encode
-        the camera; ``cape``/``gta`` put the pose on the last d/2 channels.
+        the camera; ``cape``/``gta`` put the pose on the last d/2 channels. Extrinsics hold one
+        pose per token (``G = N'``) or one per run of ``N'/G`` contiguous tokens, e.g. ``(B·nW, V,
+        4, 4)`` for window_partition order ``(V, K, K)``: grouped poses use fused, faster GEMMs.
         """
         if self.kind == "none":
             return IdentityTransform()
@@ -96,7 +99,9 @@ class KaleidoEncoding:
             angles = torch.cat([angles, rope_angles(times[..., None], (d // 4,), family="integer")], dim=-1)
         pose = None
         if extrinsics is not None and self.kind in ("cape", "gta"):
-            pose = PoseBlocks(extrinsics, start=d // 2, repeats=d // 8)
+            groups = extrinsics.shape[-3]
+            check_pose_groups(hw.shape[-2], groups)
+            pose = PoseBlocks(extrinsics, start=d // 2, repeats=d // 8, fused=groups < hw.shape[-2])
         return BlockTransform(rotary=Rotary(angles, layout=_LAYOUT), pose=pose, values=self._values)
 
 
