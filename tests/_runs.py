@@ -1,6 +1,7 @@
 """Helpers for the integration tests that run `experiments/run.py` in a subprocess at a tiny size."""
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -32,3 +33,10 @@ def command(*overrides: str) -> list[str]:
 def run(*overrides: str, data_root: Path, timeout: float = 600) -> subprocess.CompletedProcess:
     return subprocess.run(command(*overrides), cwd=REPO, env=env(data_root), capture_output=True, text=True,
                           timeout=timeout)
+
+
+def run_metrics(*overrides: str, run_dir: Path, data_root: Path) -> tuple[subprocess.CompletedProcess, dict]:
+    """Run into `run_dir`, require success, and return the process and its metrics.json."""
+    result = run(*overrides, f"hydra.run.dir={run_dir}", data_root=data_root)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result, json.loads((run_dir / "metrics.json").read_text())

@@ -67,26 +67,35 @@ def _pick_views(available: int, seed: int, item: int) -> Tensor:
     return torch.randperm(available, generator=generator_from(seed, item))[:4]
 
 
-def model_method(model: nn.Module, cfg: RunConfig) -> Method:
-    """Sample the targets with the configured schedule, solver and guidance; references stay clean."""
+def sampling_method(cfg: RunConfig, velocity_for: Callable) -> Method:
+    """Sample the generated part (everything but `batch.is_reference`, which stays clean) with the
+    configured schedule, solver and guidance. `velocity_for(batch, x)` gives the solver's velocity
+    function for a batch whose clean images in [-1, 1] are x."""
     schedule = cfg.schedule.build()
     solve = cfg.solver.build()
 
     @torch.no_grad()
-    def predict(batch: EvalBatch) -> Tensor:
+    def predict(batch) -> Tensor:
         x = batch.images * 2 - 1
-        keep = batch.is_reference[:, :, None, None, None]
+        keep = batch.is_reference[..., None, None, None]
+        out = solve(velocity_for(batch, x), batch.noise, schedule, guidance_scale=cfg.eval.guidance_scale,
+                    clean=x, keep_mask=keep)
+        return ((out + 1) / 2).clamp(0, 1)
 
+    return predict
+
+
+def model_method(model: nn.Module, cfg: RunConfig) -> Method:
+    """Sample the targets with the configured schedule, solver and guidance; references stay clean."""
+    def velocity_for(batch: EvalBatch, x: Tensor):
         def velocity(z: Tensor, t: Tensor, *, drop_condition: Tensor) -> Tensor:
             rep = z.shape[0] // x.shape[0]      # 2 when CFG batches conditional + unconditional
             return model(z, t, is_reference=batch.is_reference.repeat(rep, 1),
                          intrinsics=batch.intrinsics.repeat(rep, 1, 1, 1),
                          extrinsics=batch.extrinsics.repeat(rep, 1, 1, 1), drop_condition=drop_condition)
+        return velocity
 
-        out = solve(velocity, batch.noise, schedule, guidance_scale=cfg.eval.guidance_scale, clean=x, keep_mask=keep)
-        return ((out + 1) / 2).clamp(0, 1)
-
-    return predict
+    return sampling_method(cfg, velocity_for)
 
 
 def mean_reference(batch: EvalBatch) -> Tensor:
@@ -123,17 +132,24 @@ def score(predict: Method, batches: list[EvalBatch]) -> tuple[dict[str, float], 
     return {"psnr": float(torch.cat(psnrs).mean()), "ssim": float(torch.cat(ssims).mean())}, preds
 
 
+def score_methods(methods: dict[str, Method], batches: dict[str, list], *, progress: bool = True):
+    """batches {setting: [batch, ...]} -> ({setting: {method: {"psnr", "ssim"}}}, and per setting
+    (batches, the "trained" method's predictions))."""
+    results, samples = {}, {}
+    for setting, setting_batches in batches.items():
+        results[setting] = {}
+        for name, method in tqdm(methods.items(), desc=f"eval {setting}", disable=not progress):
+            results[setting][name], preds = score(method, setting_batches)
+            if name == "trained":
+                samples[setting] = (setting_batches, preds)
+    return results, samples
+
+
 def evaluate(cfg: RunConfig, scenes: SceneTensors, models: dict[str, nn.Module], *, progress: bool = True):
     """{setting: {method: {"psnr", "ssim"}}} and, per setting, (batches, trained predictions)."""
     methods: dict[str, Method] = {name: model_method(m.eval(), cfg) for name, m in models.items()}
     methods |= {"mean_reference": mean_reference, "nearest_reference": nearest_reference}
-    results, samples = {}, {}
-    for setting in cfg.eval.settings:
-        batches = list(eval_batches(scenes, setting, num_items=cfg.eval.num_items,
-                                    batch_size=cfg.eval.batch_size, seed=cfg.eval.seed))
-        results[setting] = {}
-        for name, method in tqdm(methods.items(), desc=f"eval {setting}", disable=not progress):
-            results[setting][name], preds = score(method, batches)
-            if name == "trained":
-                samples[setting] = (batches, preds)
-    return results, samples
+    batches = {setting: list(eval_batches(scenes, setting, num_items=cfg.eval.num_items,
+                                          batch_size=cfg.eval.batch_size, seed=cfg.eval.seed))
+               for setting in cfg.eval.settings}
+    return score_methods(methods, batches, progress=progress)

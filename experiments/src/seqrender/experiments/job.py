@@ -11,15 +11,20 @@ from accelerate import PartialState
 from seqrender.experiments import report
 from seqrender.experiments.batching import SceneTensors
 from seqrender.experiments.config import RunConfig
+from seqrender.experiments.data.dynamic import GridScenes
 from seqrender.experiments.evaluate import evaluate
+from seqrender.experiments.grid_eval import evaluate_grid
 from seqrender.experiments.train import build_model, train
 
 
-def load_split(cfg: RunConfig, split: str) -> SceneTensors:
-    """Every view of every scene of `split` ("train" / "heldout"), generated first if missing."""
+def load_split(cfg: RunConfig, split: str) -> SceneTensors | GridScenes:
+    """Every view (grid datasets: every cell) of every scene of `split` ("train" / "heldout"),
+    generated first if missing."""
     dataset = cfg.dataset.build(split=split)
     if len(dataset) == 0:
         raise ValueError(f"dataset split {split!r} is empty: increase dataset.num_scenes")
+    if isinstance(dataset, GridScenes):
+        return dataset
     items = [dataset.get_item(i, frames=range(len(dataset.cameras[i]))) for i in range(len(dataset))]
     return SceneTensors(**{k: torch.stack([item[k] for item in items]) for k in ("images", "intrinsics", "extrinsics")})
 
@@ -40,8 +45,9 @@ def run_job(cfg: RunConfig, *, run_dir: Path, stop_requested: Callable[[], bool]
     if not PartialState().is_main_process:
         return {"train": train_info}
     eval_started = time.perf_counter()
-    results, samples = evaluate(cfg, heldout, {"trained": ema, "untrained": build_model(cfg)},
-                               progress=cfg.trainer.progress)
+    evaluate_split = evaluate_grid if isinstance(heldout, GridScenes) else evaluate
+    results, samples = evaluate_split(cfg, heldout, {"trained": ema, "untrained": build_model(cfg)},
+                                      progress=cfg.trainer.progress)
     metrics = {
         "eval": results,
         "train": train_info,

@@ -1,7 +1,8 @@
-"""Kaleido training with accelerate: rectified-flow velocity loss on target views only.
+"""Training with accelerate: rectified-flow velocity loss on the generated part only — Kaleido's
+target views, or 4Real-Video-V2's unknown grid cells (`seqrender.experiments.grid`).
 
-Each step draws its global batch from `batching.make_train_batch` (a pure function of seed, step and
-sample index); each process takes its slice. The loss is averaged per sample over its target
+Each step draws its global batch from `batching.make_train_batch` / `grid.make_grid_batch` (a pure
+function of seed, step and sample index); each process takes its slice. The loss is averaged per sample over its target
 tokens, then over samples, so DDP's gradient average over equal slices equals one process with the
 whole batch. AdamW + linear warmup + cosine decay, gradient clipping, an EMA of the weights (used
 for evaluation), atomic checkpoints every `trainer.checkpoint_every` steps and a resume from the
@@ -29,6 +30,9 @@ from seqrender.experiments.batching import SceneTensors, TrainBatch, make_train_
 from seqrender.experiments.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from seqrender.experiments.cluster import export_distributed_env
 from seqrender.experiments.config import RunConfig, TrainerConfig
+from seqrender.experiments.data.dynamic import GridScenes
+from seqrender.experiments.grid import grid_flow_loss, make_grid_batch
+from seqrender.experiments.layouts import model_layout
 
 
 @dataclass
@@ -43,6 +47,8 @@ class TrainResult:
 def build_model(cfg: RunConfig) -> nn.Module:
     """The model with its initial weights a function of `cfg.seed` only."""
     torch.manual_seed(cfg.seed)
+    if model_layout(cfg.model.name) == "grid":
+        return cfg.model.build()  # 4Real: 3-D RoPE built in, no camera encoding
     return cfg.model.build(posenc=cfg.posenc.name, posenc_cfg=cfg.posenc.config)
 
 
@@ -79,7 +85,20 @@ def update_ema(ema: nn.Module, model: nn.Module, *, decay: float) -> None:
         e.lerp_(p.detach(), 1 - decay)
 
 
-def train(cfg: RunConfig, scenes: SceneTensors, *, run_dir: Path,
+def batch_and_loss(cfg: RunConfig, scenes: SceneTensors | GridScenes, sampler) -> tuple[Callable, Callable]:
+    """`draw(step, indices)` -> the batch of those global sample indices, and `loss(model, batch)`."""
+    tc = cfg.trainer
+    if isinstance(scenes, GridScenes):
+        return (lambda step, indices: make_grid_batch(scenes, seed=cfg.seed, step=step, indices=indices,
+                                                      batch_size=tc.batch_size, sampler=sampler,
+                                                      cond_drop_prob=tc.cond_drop_prob)), grid_flow_loss
+    return (lambda step, indices: make_train_batch(scenes, seed=cfg.seed, step=step, batch_size=tc.batch_size,
+                                                   views=tc.views, indices=indices, sampler=sampler,
+                                                   cond_drop_prob=tc.cond_drop_prob,
+                                                   random_masking=tc.random_masking)), flow_loss
+
+
+def train(cfg: RunConfig, scenes: SceneTensors | GridScenes, *, run_dir: Path,
           stop_requested: Callable[[], bool] | None = None) -> tuple[TrainResult, nn.Module]:
     """Train (resuming from `<run_dir>/checkpoints` if present). Returns the result and the EMA model."""
     tc = cfg.trainer
@@ -98,7 +117,7 @@ def train(cfg: RunConfig, scenes: SceneTensors, *, run_dir: Path,
     step = state.get("step", 0)
     losses: list[float] = state.get("losses", [])
     started = time.perf_counter() - state.get("seconds", 0.0)   # so elapsed() sums resumed segments
-    sampler = cfg.sampler.build()
+    draw, loss_fn = batch_and_loss(cfg, scenes, cfg.sampler.build())
     slice_size = _slice_size(tc.batch_size, accelerator.num_processes)
     rank = accelerator.process_index
     ema.to(accelerator.device)
@@ -122,10 +141,8 @@ def train(cfg: RunConfig, scenes: SceneTensors, *, run_dir: Path,
         if _any_rank(accelerator, stop_requested):
             path = checkpoint()
             return TrainResult("preempted", step, elapsed(), losses, path), ema
-        batch = make_train_batch(scenes, seed=cfg.seed, step=step, batch_size=tc.batch_size, views=tc.views,
-                                 indices=range(rank * slice_size, (rank + 1) * slice_size), sampler=sampler,
-                                 cond_drop_prob=tc.cond_drop_prob, random_masking=tc.random_masking)
-        loss = flow_loss(model, batch.to(accelerator.device))
+        batch = draw(step, range(rank * slice_size, (rank + 1) * slice_size))
+        loss = loss_fn(model, batch.to(accelerator.device))
         accelerator.backward(loss)
         accelerator.clip_grad_norm_(model.parameters(), tc.grad_clip)
         optimizer.step()

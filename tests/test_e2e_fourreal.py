@@ -1,0 +1,86 @@
+"""A tiny full 4Real-Video-V2 run through the CLI (embedded 4D grids -> train -> eval -> outputs), and
+the one-line error for a model/dataset pair that does not fit."""
+import math
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _runs import run, run_metrics  # noqa: E402
+
+# 6 grids (2 held out) of 4 views × 3 times at 16×16, a 1-layer model.
+TINY_4D = [
+    "model=fourreal", "dataset=embedded4d", "threads=1",
+    "dataset.num_scenes=6", "dataset.heldout_scenes=2", "dataset.times=3", "dataset.resolution=16",
+    "dataset.supersample=1",
+    "model.layers=1", "model.hidden=24", "model.heads=2", "model.kv_heads=1",
+    "trainer.batch_size=2", "trainer.warmup_steps=1", "trainer.ema_start=1", "trainer.progress=false",
+    "trainer.cond_drop_prob=0.5",
+    "eval.num_items=2", "eval.batch_size=2", "eval.sample_rows=1", "schedule.num_steps=2",
+]
+METHODS = {"trained", "untrained", "row_same_time", "column_same_view"}
+
+
+def _lines(text: str) -> list[str]:
+    return [line for line in text.splitlines() if line.strip()]
+
+
+def test_tiny_fourreal_run_writes_metrics_pictures_and_checkpoint(tmp_path):
+    run_dir = tmp_path / "run"
+    _, metrics = run_metrics(*TINY_4D, "trainer.steps=3", "trainer.checkpoint_every=2", run_dir=run_dir,
+                             data_root=tmp_path / "data")
+    assert set(metrics["eval"]) == {"row+column->grid"}
+    scores = metrics["eval"]["row+column->grid"]
+    assert set(scores) == METHODS
+    for s in scores.values():
+        assert math.isfinite(s["psnr"]) and -1 <= s["ssim"] <= 1
+    assert metrics["train"]["steps"] == 3 and metrics["data"]["heldout_scenes"] == 2
+    assert Path(metrics["train"]["checkpoint"]).name == "step_00000003"
+    for name in ("samples.png", "loss_curve.png"):
+        with Image.open(run_dir / name) as image:
+            assert image.format == "PNG" and min(image.size) > 16
+
+
+@pytest.mark.parametrize("model, dataset, fitting", [
+    ("fourreal", "embedded", "embedded4d"),
+    ("kaleido", "embedded4d", "embedded"),
+])
+def test_model_dataset_mismatch_is_one_line(tmp_path, model, dataset, fitting):
+    result = run(f"model={model}", f"dataset={dataset}", f"hydra.run.dir={tmp_path / 'run'}", data_root=tmp_path)
+    assert result.returncode == 2
+    lines = _lines(result.stderr + result.stdout)
+    assert len(lines) == 1 and "Traceback" not in result.stderr, lines
+    line = lines[0]
+    assert line.startswith("config error: dataset: ") and f"model {model!r}" in line and f"dataset {dataset!r}" in line
+    assert line.split("datasets that fit: ")[1].split(", ").count(fitting) == 1, line
+    assert not (tmp_path / "run" / "metrics.json").exists()
+
+
+def test_static_scenes_give_identical_time_steps_and_moving_ones_differ(tmp_path):
+    from seqrender.experiments.data import Embedded4DConfig, embedded4d_dataset
+
+    def grids(speed):
+        config = Embedded4DConfig(root=str(tmp_path / f"m{speed}"), num_scenes=2, heldout_scenes=1, times=3,
+                                  resolution=8, supersample=1, speed=speed)
+        return embedded4d_dataset(config, split="train", progress=False).images    # (1, V, T, 3, H, W)
+
+    still, moving = grids(0.0), grids(0.3)
+    assert still.shape == (1, 4, 3, 3, 8, 8)
+    assert (still == still[:, :, :1]).all()                      # nothing moves: every time step equal
+    assert (moving[:, :, 0] == still[:, :, 0]).all()             # same scene and cameras at t = 0
+    assert (moving[:, :, 1:] != still[:, :, 1:]).any()
+
+
+def test_grid_loss_counts_only_unknown_cells():
+    import torch
+
+    from seqrender.experiments.grid import GridBatch, grid_flow_loss
+
+    gen = torch.Generator().manual_seed(0)
+    x, noise = torch.rand(2, 3, 4, 3, 4, 4, generator=gen) * 2 - 1, torch.randn(2, 3, 4, 3, 4, 4, generator=gen)
+    batch = GridBatch(x=x, noise=noise, t=torch.tensor([0.3, 0.9]), drop_condition=torch.tensor([False, True]))
+    loss = grid_flow_loss(lambda z, t, **_: torch.zeros_like(z), batch)
+    target = (noise - x).double()[:, 1:, 1:]                      # the 2 × 3 unknown cells (v ≥ 1, t ≥ 1)
+    assert torch.allclose(loss.double(), target.pow(2).mean(), rtol=1e-5)
