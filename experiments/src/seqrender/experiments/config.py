@@ -58,6 +58,8 @@ class EvalConfig(_Strict):
     batch_size: int = Field(gt=0)
     seed: int
     sample_rows: int = Field(ge=0)
+    bootstrap_samples: int = Field(default=2000, ge=100)  # resamples of the items for the 95 % intervals
+    orbit: bool = True      # Kaleido: orbit.png, 8 generated views around held-out scenes
 
 
 @dataclasses.dataclass(frozen=True)

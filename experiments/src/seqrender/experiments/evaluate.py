@@ -9,16 +9,20 @@ averaged over all target views.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Callable
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from seqrender.experiments.batching import SceneTensors
-from seqrender.experiments.config import RunConfig
+from seqrender.experiments import stats
+from seqrender.experiments.config import Component, RunConfig
 from seqrender.experiments.data.seeding import generator_from
+from seqrender.models import registry
 from seqrender.recon.metrics import psnr, ssim
 
 # A method maps an EvalBatch to predicted images (B, V, 3, H, W) in [0, 1] (targets are scored).
@@ -43,23 +47,42 @@ def parse_setting(setting: str) -> tuple[int, int]:
     return int(refs), int(targets)
 
 
-def eval_batches(scenes: SceneTensors, setting: str, *, num_items: int, batch_size: int, seed: int):
-    """Yield EvalBatch objects covering items 0..num_items-1 for `setting`."""
+def eval_batches(scenes: SceneTensors, setting: str, *, num_items: int, batch_size: int, seed: int,
+                 shuffle_references: bool = False):
+    """Yield EvalBatch objects covering items 0..num_items-1 for `setting`.
+
+    With `shuffle_references` the reference views (images and poses) of item i are those of item
+    i + S // 2 (another held-out scene, S scenes); its targets, target poses and noise are unchanged."""
     refs, targets = parse_setting(setting)
     views = refs + targets
     if views > scenes.views:
         raise ValueError(f"eval setting {setting} needs {views} views; scenes have {scenes.views}")
+    if shuffle_references and len(scenes) < 2:
+        raise ValueError("shuffled references need at least 2 held-out scenes")
+    donor_offset = max(1, len(scenes) // 2) if shuffle_references else 0
     for start in range(0, num_items, batch_size):
         items = range(start, min(num_items, start + batch_size))
-        picks = [(i % len(scenes), _pick_views(scenes.views, seed, i)[:views]) for i in items]
-        images = torch.stack([scenes.images[s, v] for s, v in picks])
+        views_of = [_item_views(scenes, seed, i, refs, views, donor_offset) for i in items]  # [(scene, view)] * V
+        take = lambda field: torch.stack([torch.stack([field[s, v] for s, v in item]) for item in views_of])
+        images = take(scenes.images)
         yield EvalBatch(
             images=images,
-            is_reference=(torch.arange(views) < refs).expand(len(picks), views),
-            intrinsics=torch.stack([scenes.intrinsics[s, v] for s, v in picks]),
-            extrinsics=torch.stack([scenes.extrinsics[s, v] for s, v in picks]),
+            is_reference=(torch.arange(views) < refs).expand(len(items), views),
+            intrinsics=take(scenes.intrinsics),
+            extrinsics=take(scenes.extrinsics),
             noise=torch.stack([torch.randn(images.shape[1:], generator=generator_from(seed, i, 1)) for i in items]),
         )
+
+
+def _item_views(scenes: SceneTensors, seed: int, item: int, refs: int, views: int,
+                donor_offset: int) -> list[tuple[int, int]]:
+    """(scene, view) of each of item `item`'s views: references first, then targets; references from
+    item `item + donor_offset` when that is non-zero."""
+    own = [(item % len(scenes), int(v)) for v in _pick_views(scenes.views, seed, item)[:views]]
+    if not donor_offset:
+        return own
+    donor = item + donor_offset
+    return [(donor % len(scenes), int(v)) for v in _pick_views(scenes.views, seed, donor)[:refs]] + own[refs:]
 
 
 def _pick_views(available: int, seed: int, item: int) -> Tensor:
@@ -120,36 +143,84 @@ def nearest_reference(batch: EvalBatch) -> Tensor:
     return torch.stack([batch.images[b, nearest[b]] for b in range(len(nearest))])
 
 
-def score(predict: Method, batches: list[EvalBatch]) -> tuple[dict[str, float], list[Tensor]]:
-    """Mean PSNR/SSIM over target views, and the predictions per batch."""
-    psnrs, ssims, preds = [], [], []
+def score(predict: Method, batches: list) -> tuple[dict[str, np.ndarray], list[Tensor]]:
+    """Per-item PSNR/SSIM (each the mean over the item's target views) and the predictions per batch.
+
+    Returns ({"psnr": (N,), "ssim": (N,)} float64 arrays over the N items, [pred (B, ...), ...])."""
+    per_item, preds = {"psnr": [], "ssim": []}, []
     for batch in batches:
         pred = predict(batch)
-        targets = ~batch.is_reference
-        psnrs.append(psnr(pred[targets], batch.images[targets]))
-        ssims.append(ssim(pred[targets], batch.images[targets]))
+        targets = ~batch.is_reference                                           # (B, V) or (B, V, T)
+        counts = targets.flatten(1).sum(1)                                      # (B,)
+        item = torch.arange(len(targets)).repeat_interleave(counts)
+        for name, metric in (("psnr", psnr), ("ssim", ssim)):
+            per_view = metric(pred[targets], batch.images[targets]).double()    # (targets in batch,)
+            sums = torch.zeros(len(targets), dtype=torch.float64).index_add_(0, item, per_view)
+            per_item[name].append(sums / counts)
         preds.append(pred)
-    return {"psnr": float(torch.cat(psnrs).mean()), "ssim": float(torch.cat(ssims).mean())}, preds
+    return {k: torch.cat(v).numpy() for k, v in per_item.items()}, preds
 
 
-def score_methods(methods: dict[str, Method], batches: dict[str, list], *, progress: bool = True):
-    """batches {setting: [batch, ...]} -> ({setting: {method: {"psnr", "ssim"}}}, and per setting
-    (batches, the "trained" method's predictions))."""
-    results, samples = {}, {}
-    for setting, setting_batches in batches.items():
-        results[setting] = {}
-        for name, method in tqdm(methods.items(), desc=f"eval {setting}", disable=not progress):
-            results[setting][name], preds = score(method, setting_batches)
-            if name == "trained":
-                samples[setting] = (setting_batches, preds)
-    return results, samples
+def summarise(per_item: dict[str, dict[str, np.ndarray]], *, reference: str = "trained",
+              samples: int = 2000, seed: int = 0) -> dict[str, dict]:
+    """{method: {"psnr": (N,), "ssim": (N,)}} -> {method: {"psnr", "ssim", "psnr_ci95", "ssim_ci95",
+    "items", and for the other methods "psnr_minus_<reference>" / "ssim_minus_<reference>"
+    {"mean", "ci95"} of the paired per-item differences}}. 95 % bootstrap intervals over items."""
+    out = {}
+    for method, scores in per_item.items():
+        row: dict = {"items": len(scores["psnr"])}
+        for name, values in scores.items():
+            s = stats.summary(values, samples=samples, seed=seed)
+            row[name], row[f"{name}_ci95"] = s["mean"], s["ci95"]
+            if method != reference and reference in per_item:
+                row[f"{name}_minus_{reference}"] = stats.summary(values - per_item[reference][name],
+                                                                 samples=samples, seed=seed)
+        out[method] = row
+    return out
+
+
+def score_methods(methods: dict[str, tuple[Method, list]], *, bootstrap: int = 2000, progress: bool = True,
+                  desc: str = "eval"):
+    """methods {name: (method, batches)} -> ({name: scores with intervals}, {name: (batches, preds)})."""
+    per_item, outputs = {}, {}
+    for name, (method, batches) in tqdm(methods.items(), desc=desc, disable=not progress):
+        per_item[name], preds = score(method, batches)
+        outputs[name] = (batches, preds)
+    return summarise(per_item, samples=bootstrap), outputs
+
+
+def one_step(cfg: RunConfig) -> RunConfig:
+    """`cfg` with the posterior-mean sampler: one Euler step from t = 1, no guidance."""
+    schedule = cfg.schedule.config
+    if not hasattr(schedule, "num_steps"):
+        raise ValueError(f"schedule {cfg.schedule.name!r} has no num_steps field")
+    return cfg.model_copy(update={
+        "schedule": Component("schedule", cfg.schedule.name, dataclasses.replace(schedule, num_steps=1)),
+        "solver": Component("solver", "euler", registry.config_class("solver", "euler")()),
+        "eval": cfg.eval.model_copy(update={"guidance_scale": 1.0})})
 
 
 def evaluate(cfg: RunConfig, scenes: SceneTensors, models: dict[str, nn.Module], *, progress: bool = True):
-    """{setting: {method: {"psnr", "ssim"}}} and, per setting, (batches, trained predictions)."""
-    methods: dict[str, Method] = {name: model_method(m.eval(), cfg) for name, m in models.items()}
-    methods |= {"mean_reference": mean_reference, "nearest_reference": nearest_reference}
-    batches = {setting: list(eval_batches(scenes, setting, num_items=cfg.eval.num_items,
-                                          batch_size=cfg.eval.batch_size, seed=cfg.eval.seed))
-               for setting in cfg.eval.settings}
-    return score_methods(methods, batches, progress=progress)
+    """Per setting: {method: scores with 95 % intervals} and (batches, predictions) of "trained".
+
+    Rows: "trained" (EMA, configured sampler and guidance), "trained_1step" (posterior mean),
+    "shuffled_references" (trained sampler, references taken from another held-out scene, targets
+    and their poses unchanged), "untrained" (its velocity is exactly zero, so every sampler returns
+    the noise: scored with one step), and the baselines "mean_reference" and "nearest_reference"."""
+    trained = models["trained"].eval()
+    results, samples = {}, {}
+    for setting in cfg.eval.settings:
+        batches = list(eval_batches(scenes, setting, num_items=cfg.eval.num_items,
+                                    batch_size=cfg.eval.batch_size, seed=cfg.eval.seed))
+        shuffled = list(eval_batches(scenes, setting, num_items=cfg.eval.num_items,
+                                     batch_size=cfg.eval.batch_size, seed=cfg.eval.seed, shuffle_references=True))
+        methods = {"trained": (model_method(trained, cfg), batches),
+                   "trained_1step": (model_method(trained, one_step(cfg)), batches),
+                   "shuffled_references": (model_method(trained, cfg), shuffled)}
+        methods |= {name: (model_method(m.eval(), one_step(cfg)), batches)
+                    for name, m in models.items() if name != "trained"}
+        methods |= {"mean_reference": (mean_reference, batches), "nearest_reference": (nearest_reference, batches)}
+        results[setting], outputs = score_methods(methods, bootstrap=cfg.eval.bootstrap_samples,
+                                                  progress=progress, desc=f"eval {setting}")
+        samples[setting] = outputs["trained"]
+    return results, samples

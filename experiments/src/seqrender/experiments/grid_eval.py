@@ -65,9 +65,15 @@ def column_same_view(batch: GridEvalBatch) -> Tensor:
 
 
 def evaluate_grid(cfg: RunConfig, scenes: GridScenes, models: dict[str, nn.Module], *, progress: bool = True):
-    """{setting: {method: {"psnr", "ssim"}}} and, per setting, (batches, trained predictions)."""
-    methods: dict[str, Method] = {name: grid_model_method(m.eval(), cfg) for name, m in models.items()}
-    methods |= {"row_same_time": row_same_time, "column_same_view": column_same_view}
+    """{setting: {method: scores with 95 % intervals}} and, per setting, (batches, trained predictions)."""
     batches = list(grid_eval_batches(scenes, num_items=cfg.eval.num_items, batch_size=cfg.eval.batch_size,
                                      seed=cfg.eval.seed))
-    return score_methods(methods, {setting: batches for setting in cfg.eval.settings}, progress=progress)
+    methods: dict[str, Method] = {name: grid_model_method(m.eval(), cfg) for name, m in models.items()}
+    methods |= {"row_same_time": row_same_time, "column_same_view": column_same_view}
+    results, samples = {}, {}
+    for setting in cfg.eval.settings:
+        results[setting], outputs = score_methods({name: (m, batches) for name, m in methods.items()},
+                                                  bootstrap=cfg.eval.bootstrap_samples, progress=progress,
+                                                  desc=f"eval {setting}")
+        samples[setting] = outputs["trained"]
+    return results, samples

@@ -12,8 +12,10 @@ from seqrender.experiments import report
 from seqrender.experiments.batching import SceneTensors
 from seqrender.experiments.config import RunConfig
 from seqrender.experiments.data.dynamic import GridScenes
-from seqrender.experiments.evaluate import evaluate
+from seqrender.experiments.evaluate import evaluate, model_method
 from seqrender.experiments.grid_eval import evaluate_grid
+from seqrender.experiments.orbit import generate_orbits
+from seqrender.recon.metrics import psnr
 from seqrender.experiments.train import build_model, train
 
 
@@ -48,21 +50,36 @@ def run_job(cfg: RunConfig, *, run_dir: Path, stop_requested: Callable[[], bool]
     evaluate_split = evaluate_grid if isinstance(heldout, GridScenes) else evaluate
     results, samples = evaluate_split(cfg, heldout, {"trained": ema, "untrained": build_model(cfg)},
                                       progress=cfg.trainer.progress)
+    orbit = orbits(cfg, heldout, ema) if cfg.eval.orbit and not isinstance(heldout, GridScenes) else {}
     metrics = {
         "eval": results,
         "train": train_info,
         "data": {"seconds": round(data_seconds, 2), "train_scenes": len(train_scenes), "heldout_scenes": len(heldout)},
         "eval_info": {"seconds": round(time.perf_counter() - eval_started, 2), "items": cfg.eval.num_items,
                       "guidance_scale": cfg.eval.guidance_scale, "schedule": cfg.schedule.name,
-                      "solver": cfg.solver.name, "model": "trained = EMA weights"},
+                      "solver": cfg.solver.name, "num_steps": getattr(cfg.schedule.config, "num_steps", None),
+                      "model": "trained = EMA weights", "intervals": "95 % bootstrap over items"},
+        "orbit_psnr": {f"{n} references": round(float(psnr(torch.cat([o.generated for o in os]),
+                                                            torch.cat([o.truth for o in os])).mean()), 3)
+                       for n, os in orbit.items()},
         "total_seconds": round(time.perf_counter() - started, 2),
     }
     report.write_metrics(run_dir / "metrics.json", metrics)
     report.write_samples(run_dir / "samples.png", samples, rows=cfg.eval.sample_rows)
     report.write_loss_curve(run_dir / "loss_curve.png", result.losses)
+    if orbit:
+        report.write_orbit(run_dir / "orbit.png", orbit)
     report.print_table(results)
     print(f"trained {result.step} steps in {result.seconds:.0f} s; outputs in {run_dir}")
     return metrics
+
+
+def orbits(cfg: RunConfig, heldout: SceneTensors, ema: torch.nn.Module, *, scenes: int = 2) -> dict[int, list]:
+    """{n: orbits of the first `scenes` held-out scenes generated from n = 1 and 3 references}."""
+    predict = model_method(ema.eval(), cfg)
+    counts = [n for n in (1, 3) if n < cfg.trainer.views and n + 8 <= heldout.views]
+    return {n: generate_orbits(predict, heldout, list(range(min(scenes, len(heldout)))), references=n,
+                               views=cfg.trainer.views, seed=cfg.eval.seed) for n in counts}
 
 
 def _tail_mean(losses: list[float], n: int = 50) -> float | None:

@@ -74,12 +74,63 @@ def write_loss_curve(path: Path, losses: list[float]) -> None:
     plt.close(fig)
 
 
+def _cell(scores: dict) -> str:
+    """"15.21 ±0.40 / 0.512 ±0.011": means with the half-width of their 95 % interval."""
+    parts = []
+    for name, digits in (("psnr", 2), ("ssim", 3)):
+        mean, ci = scores.get(name), scores.get(f"{name}_ci95")
+        if mean is None:
+            parts.append("n/a")
+            continue
+        half = f" ±{(ci[1] - ci[0]) / 2:.{digits}f}" if ci else ""
+        parts.append(f"{mean:.{digits}f}{half}")
+    return " / ".join(parts)
+
+
 def print_table(results: dict) -> None:
-    table = Table(title="held-out novel view synthesis (PSNR dB / SSIM)")
-    methods = list(next(iter(results.values())))
-    table.add_column("setting")
-    for m in methods:
-        table.add_column(m, justify="right")
-    for setting, row in results.items():
-        table.add_row(setting, *(f"{row[m]['psnr']:.2f} / {row[m]['ssim']:.3f}" for m in methods))
-    Console().print(table)
+    """One row per (setting, method): PSNR / SSIM with 95 % half-widths, and the paired difference to
+    "trained" where there is one."""
+    table = Table(title="held-out evaluation (PSNR dB / SSIM, ±95 % bootstrap half-width over items)")
+    for column in ("setting", "method", "PSNR / SSIM", "trained − method (PSNR, 95 % CI)"):
+        table.add_column(column, justify="left" if column in ("setting", "method") else "right")
+    for setting, rows in results.items():
+        for method, scores in rows.items():
+            diff = scores.get("psnr_minus_trained")
+            gap = ""
+            if diff and diff.get("mean") is not None:
+                lo, hi = diff["ci95"]
+                gap = f"{-diff['mean']:+.2f} [{-hi:+.2f}, {-lo:+.2f}]"
+            table.add_row(setting, method, _cell(scores), gap)
+    Console(width=max(120, Console().width)).print(table)
+
+
+def write_orbit(path: Path, orbits: dict[int, list]) -> None:
+    """orbits {number of references: [Orbit, ...]} -> one PNG: per scene a ground-truth row, then per
+    reference count a row "references | 8 generated views"."""
+    counts = sorted(orbits)
+    scenes = len(orbits[counts[0]])
+    ref_slots = max(counts)
+    rows = []
+    for i in range(scenes):
+        truth = orbits[counts[0]][i].truth
+        h, w = truth.shape[-2:]
+        blank = torch.ones(ref_slots, 3, h, w)
+        lines = [("truth", blank, truth)]
+        for n in counts:
+            o = orbits[n][i]
+            refs = torch.cat([o.references, torch.ones(ref_slots - len(o.references), 3, h, w)])
+            lines.append((f"{n} ref", refs, o.generated))
+        for _, refs, views in lines:
+            gap = np.full((h, GAP, 3), 0.6, dtype=np.float32)
+            rows.append(np.concatenate([rearrange(refs, "v c h w -> h (v w) c").numpy(), gap,
+                                        rearrange(views, "v c h w -> h (v w) c").numpy()], axis=1))
+        rows.append(np.ones((GAP, rows[-1].shape[1], 3), dtype=np.float32))
+    grid = (np.concatenate(rows[:-1]) * 255).round().astype(np.uint8)
+    title_h = 14
+    img = Image.fromarray(grid).resize((grid.shape[1] * ZOOM, grid.shape[0] * ZOOM), Image.NEAREST)
+    canvas = Image.new("RGB", (img.width, img.height + title_h), "white")
+    ImageDraw.Draw(canvas).text((2, 1), "per scene: ground truth; generated from " +
+                                ", ".join(f"{n}" for n in counts) + " reference(s) (references at left)",
+                                fill="black")
+    canvas.paste(img, (0, title_h))
+    atomic_write(path, lambda p: canvas.save(p, format="PNG"))

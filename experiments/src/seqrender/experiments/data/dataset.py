@@ -5,6 +5,7 @@ Item `index` is scene `index`; its views are drawn without replacement by a gene
 wants a fresh draw per step passes its own generator, e.g. `generator_from(seed, step, sample)`.
 """
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -67,10 +68,8 @@ def embedded_dataset(config: EmbeddedConfig = EmbeddedConfig(), *, split: str = 
                      seed: int = 0, progress: bool = True) -> MultiViewDataset:
     """Builder of dataset "embedded": the `split` ("train" or "heldout" scenes) of the embedded
     dataset, generated first if needed. `seed` drives view sampling, `config.seed` the scenes."""
-    folder = ensure_embedded_dataset(config.root or None, num_scenes=config.num_scenes,
-                                     views_per_scene=config.views_per_scene, resolution=config.resolution,
-                                     seed=config.seed, heldout_scenes=config.heldout_scenes,
-                                     supersample=config.supersample, progress=progress)
+    fields = {k: v for k, v in dataclasses.asdict(config).items() if k != "root"}
+    folder = ensure_embedded_dataset(config.root or None, progress=progress, **fields)
     return MultiViewDataset(embedded_scene_dirs(folder, split), views=views, seed=seed)
 
 

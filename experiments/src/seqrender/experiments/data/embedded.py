@@ -13,6 +13,7 @@ differ from the requested ones also triggers regeneration.
 """
 
 import fcntl
+import hashlib
 import json
 import os
 import shutil
@@ -47,8 +48,21 @@ class EmbeddedConfig:
     resolution: int = 64
     seed: int = 0
     supersample: int = 2  # anti-aliasing: s×s rays per pixel
+    # Scene design (data/scenes.py): object count, colouring, and the orbit of the cameras.
+    min_primitives: int = 2
+    max_primitives: int = 4
+    part_colours: bool = True  # every face/part its own colour; False: one colour per primitive
+    camera_radius: float = 3.5  # orbit radius (world units; the scene spans about ±1)
+    elevations_deg: tuple[float, ...] = (15.0, 35.0)  # cycled over the views
 
     def __post_init__(self) -> None:
+        if not 1 <= self.min_primitives <= self.max_primitives:
+            raise ValueError(f"need 1 <= min_primitives <= max_primitives, got {self.min_primitives}, "
+                             f"{self.max_primitives}")
+        if self.camera_radius <= 1.5:
+            raise ValueError(f"camera_radius must be > 1.5 (outside the scene), got {self.camera_radius}")
+        if not self.elevations_deg or not all(-89 < e < 89 for e in self.elevations_deg):
+            raise ValueError(f"elevations_deg must be non-empty, each in (-89, 89); got {self.elevations_deg}")
         for name in ("num_scenes", "views_per_scene", "resolution", "supersample"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -61,8 +75,15 @@ class EmbeddedConfig:
     def manifest(self) -> dict:
         """Everything that determines the generated files."""
         config = {k: v for k, v in asdict(self).items() if k != "root"}
-        return {"format": FORMAT_VERSION, "config": config, "scene": asdict(SceneConfig()),
-                "orbit": asdict(OrbitConfig())}
+        return {"format": FORMAT_VERSION, "config": config, "scene": asdict(self.scene()),
+                "orbit": asdict(self.orbit())}
+
+    def scene(self) -> SceneConfig:
+        return SceneConfig(min_primitives=self.min_primitives, max_primitives=self.max_primitives,
+                           part_colours=self.part_colours)
+
+    def orbit(self) -> OrbitConfig:
+        return OrbitConfig(radius=self.camera_radius, elevations_deg=tuple(self.elevations_deg))
 
 
 def default_data_root() -> Path:
@@ -77,19 +98,19 @@ def default_data_root() -> Path:
 
 
 def default_dataset_dir(config: EmbeddedConfig) -> Path:
+    """default_data_root() / a name of the main fields plus a short hash of the scene design, so
+    datasets of different designs live side by side."""
     c = config
+    design = hashlib.sha1(json.dumps([c.manifest()["scene"], c.manifest()["orbit"]]).encode()).hexdigest()[:6]
     name = (f"embedded-n{c.num_scenes}-h{c.heldout_scenes}-v{c.views_per_scene}-r{c.resolution}"
-            f"-a{c.supersample}-s{c.seed}")
+            f"-a{c.supersample}-s{c.seed}-d{design}")
     return default_data_root() / name
 
 
-def ensure_embedded_dataset(root: str | Path | None = None, *, num_scenes: int = 320, views_per_scene: int = 16,
-                            resolution: int = 64, seed: int = 0, heldout_scenes: int = 32,
-                            supersample: int = 2, progress: bool = True) -> Path:
-    """Return the folder of the embedded dataset with these parameters, generating it if missing,
-    incomplete or made with other parameters. `root=None` uses `default_dataset_dir`."""
-    config = EmbeddedConfig(num_scenes=num_scenes, heldout_scenes=heldout_scenes, views_per_scene=views_per_scene,
-                            resolution=resolution, seed=seed, supersample=supersample)
+def ensure_embedded_dataset(root: str | Path | None = None, *, progress: bool = True, **fields) -> Path:
+    """Return the folder of the embedded dataset `EmbeddedConfig(**fields)`, generating it if
+    missing, incomplete or made with other parameters. `root=None` uses `default_dataset_dir`."""
+    config = EmbeddedConfig(**fields)
     root = Path(root) if root is not None else default_dataset_dir(config)
     return ensure_generated(root, config.manifest(), lambda folder: _generate(folder, config, progress=progress))
 
@@ -157,9 +178,10 @@ def _generate(folder: Path, config: EmbeddedConfig, *, progress: bool) -> None:
 
 def _generate_scene(scene_dir: Path, config: EmbeddedConfig, *, index: int) -> None:
     generator = generator_from(config.seed, index)
-    primitives = make_scene(generator)
+    primitives = make_scene(generator, config.scene())
     size = config.resolution
-    intrinsics, extrinsics = orbit_cameras(config.views_per_scene, height=size, width=size, generator=generator)
+    intrinsics, extrinsics = orbit_cameras(config.views_per_scene, height=size, width=size, generator=generator,
+                                           config=config.orbit())
     out = render(primitives, intrinsics, extrinsics, height=size, width=size, supersample=config.supersample)
     write_scene(scene_dir, torch.cat([out.straight_rgb(), out.alpha[:, None]], dim=1), intrinsics, extrinsics)
 

@@ -1,8 +1,10 @@
 """Deterministic procedural object-centric scenes and orbit cameras.
 
-A scene is 2–4 textured primitives (boxes, spheres, cylinders) near the origin, world z up, with
-every face/part a distinct colour (hues spread evenly around the colour wheel). Cameras orbit the
-origin and look at it.
+A scene is `min_primitives`..`max_primitives` primitives (boxes, spheres, cylinders) near the origin,
+world z up. With `part_colours` every face/part has its own colour (hues spread evenly around the
+colour wheel); without it every primitive has one colour (distinct hues per primitive), so the
+colours a target view shows are the colours its references show. Cameras orbit the origin and
+look at it.
 """
 
 import colorsys
@@ -25,6 +27,7 @@ class SceneConfig:
     centre_height: float = 0.25  # ... and within ±this of z = 0
     min_size: float = 0.2  # half-extent / radius range
     max_size: float = 0.45
+    part_colours: bool = True  # every face/part its own colour (False: one colour per primitive)
 
 
 @dataclass(frozen=True)
@@ -101,7 +104,10 @@ def make_scene(generator: torch.Generator, config: SceneConfig = SceneConfig()) 
     count = _randint(generator, config.min_primitives, config.max_primitives)
     kinds = [_randint(generator, 0, 2) for _ in range(count)]
     colour_counts = [{0: 6, 1: _randint(generator, 2, 3), 2: 4}[k] for k in kinds]
-    colours = _distinct_colours(sum(colour_counts), generator).split(colour_counts)
+    if config.part_colours:
+        colours = _distinct_colours(sum(colour_counts), generator).split(colour_counts)
+    else:
+        colours = [c.expand(n, 3) for c, n in zip(_distinct_colours(count, generator), colour_counts)]
     return [_make_primitive(k, c, generator, config) for k, c in zip(kinds, colours)]
 
 

@@ -1,0 +1,104 @@
+"""Evaluation statistics and item construction: bootstrap intervals against the normal-theory
+interval, paired differences, shuffled references and orbit view choice."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from seqrender.experiments import stats
+from seqrender.experiments.batching import SceneTensors
+from seqrender.experiments.evaluate import eval_batches, score, summarise
+from seqrender.experiments.orbit import generate_orbits, orbit_views
+
+
+def test_bootstrap_interval_matches_normal_theory():
+    """For n = 400 iid values the percentile bootstrap interval of the mean is within a few percent
+    of mean ± 1.96·s/√n (the central limit theorem's interval)."""
+    values = np.random.default_rng(0).gamma(2.0, 1.5, size=400)
+    lo, hi = stats.interval(values, samples=4000, seed=1)
+    half = 1.959964 * values.std(ddof=1) / math.sqrt(len(values))
+    assert lo == pytest.approx(values.mean() - half, rel=0.02)
+    assert hi == pytest.approx(values.mean() + half, rel=0.02)
+
+
+def test_summary_is_strict_json_for_non_finite_values():
+    s = stats.summary(np.array([1.0, float("nan")]))
+    assert s["mean"] is None and s["ci95"] is None and "non-finite" in s["invalid"]
+
+
+def test_paired_difference_is_tighter_than_unpaired():
+    """Two methods whose per-item scores share a large item effect: the interval of the paired
+    difference excludes 0 although the two marginal intervals overlap."""
+    rng = np.random.default_rng(3)
+    item = rng.normal(15, 3, size=96)
+    per_item = {"trained": {"psnr": item + 0.5, "ssim": item / 30},
+                "baseline": {"psnr": item + rng.normal(0, 0.2, 96), "ssim": item / 30}}
+    out = summarise(per_item, samples=2000, seed=0)
+    a, b = out["trained"]["psnr_ci95"], out["baseline"]["psnr_ci95"]
+    assert a[0] < b[1] and b[0] < a[1]                                  # marginal intervals overlap
+    diff = out["baseline"]["psnr_minus_trained"]
+    assert diff["ci95"][1] < 0                                          # ... the paired one does not
+    assert diff["mean"] == pytest.approx(float(np.mean(per_item["baseline"]["psnr"] - item - 0.5)))
+
+
+def _scenes(num: int = 6, views: int = 16, size: int = 8) -> SceneTensors:
+    """Scenes whose pixels encode (scene, view), and poses whose translation encodes them too."""
+    images = torch.zeros(num, views, 3, size, size)
+    extrinsics = torch.eye(4).repeat(num, views, 1, 1)
+    for s in range(num):
+        for v in range(views):
+            images[s, v, 0], images[s, v, 1] = s / num, v / views
+            extrinsics[s, v, :3, 3] = torch.tensor([s, v, 1.0])
+    return SceneTensors(images, torch.eye(3).repeat(num, views, 1, 1), extrinsics)
+
+
+def test_shuffled_references_come_from_another_scene_and_keep_targets():
+    scenes = _scenes()
+    plain = list(eval_batches(scenes, "3->1", num_items=12, batch_size=5, seed=7))
+    mixed = list(eval_batches(scenes, "3->1", num_items=12, batch_size=5, seed=7, shuffle_references=True))
+    for p, m in zip(plain, mixed):
+        refs = p.is_reference[0]
+        assert torch.equal(p.images[:, ~refs], m.images[:, ~refs])          # targets unchanged
+        assert torch.equal(p.extrinsics[:, ~refs], m.extrinsics[:, ~refs])  # ... and their poses
+        assert torch.equal(p.noise, m.noise)
+        own_scene = p.extrinsics[:, ~refs, 0, 3][:, 0]
+        donor_scene = m.extrinsics[:, refs, 0, 3]                           # (B, 3)
+        assert (donor_scene != own_scene[:, None]).all()
+        assert (donor_scene == donor_scene[:, :1]).all()                    # one consistent donor scene
+        # the images of the references are the donor scene's (pixels encode the scene)
+        assert torch.allclose(m.images[:, refs, 0, 0, 0] * 6, donor_scene)
+
+
+def test_score_averages_views_within_items():
+    """Item scores are the mean over their own target views, so an item with 3 targets counts once."""
+    scenes = _scenes()
+    batch = next(eval_batches(scenes, "1->3", num_items=2, batch_size=2, seed=0))
+    pred = (batch.images + 0.01).clamp(0, 1)                                # 40 dB where untouched
+    pred[1, 2] = batch.images[1, 2] + 0.1                                   # 20 dB on one view of item 1
+    per_item, _ = score(lambda b: pred, [batch])
+    assert per_item["psnr"].shape == (2,)
+    view_psnr = [-10 * math.log10(float(((pred[1, v] - batch.images[1, v]) ** 2).mean())) for v in (1, 2, 3)]
+    assert per_item["psnr"][1] == pytest.approx(sum(view_psnr) / 3, abs=1e-4)
+
+
+def test_orbit_views_are_even_and_disjoint():
+    targets, refs = orbit_views(16, targets=8, references=3)
+    assert targets == [0, 2, 4, 6, 8, 10, 12, 14]
+    assert not set(targets) & set(refs) and len(set(refs)) == 3
+    with pytest.raises(ValueError, match="needs that many views"):
+        orbit_views(8, targets=8, references=1)
+
+
+def test_orbit_chunks_cover_every_target_with_its_own_prediction():
+    """A predictor that copies each target's ground truth returns the ground-truth orbit, whatever
+    the chunking (3 refs -> chunks of 1; 1 ref -> chunks of 3, the last one padded)."""
+    scenes = _scenes()
+    copy_truth = lambda b: b.images
+    for refs in (1, 3):
+        orbits = generate_orbits(copy_truth, scenes, [0, 4], references=refs, views=4)
+        for o in orbits:
+            assert torch.equal(o.generated, o.truth) and o.generated.shape[0] == 8
+            assert o.references.shape[0] == refs
