@@ -36,3 +36,21 @@ def test_tiny_run_writes_metrics_pictures_and_checkpoint(tmp_path):
     weights = load_file(ckpt / "ema.safetensors")
     assert weights and all(t.dtype.is_floating_point for t in weights.values())
     assert "held-out evaluation" in result.stdout
+
+
+def test_milestones_pause_and_resume_exactly(tmp_path):
+    """Pausing at eval.milestones to score the EMA, then resuming, gives bit-identical final weights
+    to an uninterrupted run (the pause is a checkpoint + resume, which is exact), and records the
+    milestone scores."""
+    runs = {}
+    for name, extra in (("plain", []), ("paused", ["eval.milestones=[2,3]"])):
+        run_dir = tmp_path / name
+        _, metrics = run_metrics(*TINY, "trainer.steps=5", "eval.orbit=false", *extra, run_dir=run_dir,
+                                 data_root=tmp_path / "data")
+        runs[name] = (metrics, load_file(Path(metrics["train"]["checkpoint"]) / "ema.safetensors"))
+    (plain, plain_ema), (paused, paused_ema) = runs["plain"], runs["paused"]
+    assert plain_ema.keys() == paused_ema.keys()
+    assert all((plain_ema[k] == paused_ema[k]).all() for k in plain_ema)
+    assert plain["train"]["final_loss"] == paused["train"]["final_loss"]
+    assert set(paused["milestones"]) == {"2", "3"} and plain["milestones"] == {}
+    assert set(paused["milestones"]["2"]) == {"train_seconds", "1->3", "3->1"}

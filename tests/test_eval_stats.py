@@ -102,3 +102,27 @@ def test_orbit_chunks_cover_every_target_with_its_own_prediction():
         for o in orbits:
             assert torch.equal(o.generated, o.truth) and o.generated.shape[0] == 8
             assert o.references.shape[0] == refs
+
+
+def test_velocity_error_modes_of_a_reference_copying_model():
+    """A model predicting the velocity ε − x̂ with x̂ = its first reference: its error is 0 where the
+    target equals that reference, and the 'dropped' mode (zeroed reference content) and a blind model
+    give the closed form mean((ε − x)²)."""
+    from seqrender.experiments.diagnose import error_by_t
+
+    class CopyFirstReference(torch.nn.Module):
+        def forward(self, z, t, *, is_reference, intrinsics, extrinsics, drop_condition):
+            ref = z[:, :1] * (~drop_condition).to(z.dtype)[:, None, None, None, None]  # (B, 1, C, H, W)
+            tt = t[:, None, None, None, None]
+            # z_t = (1 − t)x + tε  ⇒  ε − x̂ = (z_t − x̂)/t with x̂ the reference
+            return (z - ref) / tt
+
+    scenes = _scenes(num=4, views=6)
+    same = SceneTensors(scenes.images[:, :1].expand_as(scenes.images).clone(), scenes.intrinsics, scenes.extrinsics)
+    errors = error_by_t(CopyFirstReference(), same, "1->3", ts=[0.5, 1.0], items=4, seed=0)
+    assert max(errors["true"]) < 1e-10                          # targets equal their reference
+    assert min(errors["shuffled"]) > 1e-3                       # another scene's reference is wrong
+    x = same.images[:, 0] * 2 - 1
+    # dropped: x̂ = 0, so v̂ − (ε − x) = ((1 − t)x + tε)/t − ε + x = x/t
+    for t, err in zip([0.5, 1.0], errors["dropped"]):
+        assert err == pytest.approx(float((x / t).pow(2).mean()), rel=1e-5)

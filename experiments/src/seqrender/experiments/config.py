@@ -60,6 +60,7 @@ class EvalConfig(_Strict):
     sample_rows: int = Field(ge=0)
     bootstrap_samples: int = Field(default=2000, ge=100)  # resamples of the items for the 95 % intervals
     orbit: bool = True      # Kaleido: orbit.png, 8 generated views around held-out scenes
+    milestones: tuple[int, ...] = ()  # training steps at which the EMA is also scored (milestones.json)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,6 +1,7 @@
 """The main job: data -> train -> evaluate -> metrics.json, samples.png, loss_curve.png."""
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import Callable
@@ -12,7 +13,7 @@ from seqrender.experiments import report
 from seqrender.experiments.batching import SceneTensors
 from seqrender.experiments.config import RunConfig
 from seqrender.experiments.data.dynamic import GridScenes
-from seqrender.experiments.evaluate import evaluate, model_method
+from seqrender.experiments.evaluate import eval_batches, evaluate, model_method, score, summarise
 from seqrender.experiments.grid_eval import evaluate_grid
 from seqrender.experiments.orbit import generate_orbits
 from seqrender.recon.metrics import psnr
@@ -38,7 +39,8 @@ def run_job(cfg: RunConfig, *, run_dir: Path, stop_requested: Callable[[], bool]
     run_dir.mkdir(parents=True, exist_ok=True)
     train_scenes, heldout = load_split(cfg, "train"), load_split(cfg, "heldout")
     data_seconds = time.perf_counter() - started
-    result, ema = train(cfg, train_scenes, run_dir=run_dir, stop_requested=stop_requested)
+    result, ema, milestones = train_with_milestones(cfg, train_scenes, heldout, run_dir=run_dir,
+                                                    stop_requested=stop_requested)
     train_info = {"steps": result.step, "seconds": round(result.seconds, 2), "final_loss": _tail_mean(result.losses),
                   "status": result.status, "checkpoint": str(result.checkpoint) if result.checkpoint else None,
                   "parameters": sum(p.numel() for p in ema.parameters()), "processes": PartialState().num_processes}
@@ -62,6 +64,7 @@ def run_job(cfg: RunConfig, *, run_dir: Path, stop_requested: Callable[[], bool]
         "orbit_psnr": {f"{n} references": round(float(psnr(torch.cat([o.generated for o in os]),
                                                             torch.cat([o.truth for o in os])).mean()), 3)
                        for n, os in orbit.items()},
+        "milestones": milestones,
         "total_seconds": round(time.perf_counter() - started, 2),
     }
     report.write_metrics(run_dir / "metrics.json", metrics)
@@ -72,6 +75,40 @@ def run_job(cfg: RunConfig, *, run_dir: Path, stop_requested: Callable[[], bool]
     report.print_table(results)
     print(f"trained {result.step} steps in {result.seconds:.0f} s; outputs in {run_dir}")
     return metrics
+
+
+def train_with_milestones(cfg: RunConfig, train_scenes, heldout, *, run_dir: Path,
+                          stop_requested: Callable[[], bool] | None = None):
+    """Train; at every step of `eval.milestones` below `trainer.steps` pause, score the EMA model with
+    the evaluation sampler ("trained" rows of every setting) and record it in
+    `<run_dir>/milestones.json` (kept across resumes). Returns (result, ema, {step: scores})."""
+    path = run_dir / "milestones.json"
+    done = json.loads(path.read_text()) if path.is_file() else {}
+    for milestone in sorted(m for m in cfg.eval.milestones if m < cfg.trainer.steps):
+        result, ema = train(cfg, train_scenes, run_dir=run_dir, stop_requested=stop_requested, stop_at=milestone)
+        if result.status != "paused":
+            return result, ema, done
+        if result.step == milestone and str(milestone) not in done and PartialState().is_main_process:
+            done[str(milestone)] = {"train_seconds": round(result.seconds, 1), **milestone_scores(cfg, heldout, ema)}
+            report.write_metrics(path, done)
+            print(f"milestone {milestone}: " + ", ".join(f"{k} {v['psnr']:.2f} dB / {v['ssim']:.3f}"
+                                                        for k, v in done[str(milestone)].items() if k != "train_seconds"))
+    result, ema = train(cfg, train_scenes, run_dir=run_dir, stop_requested=stop_requested)
+    return result, ema, done
+
+
+def milestone_scores(cfg: RunConfig, heldout, ema: torch.nn.Module) -> dict:
+    """{setting: {"psnr", "ssim", ..._ci95}} of the EMA model with the evaluation sampler."""
+    if isinstance(heldout, GridScenes):
+        results, _ = evaluate_grid(cfg, heldout, {"trained": ema}, progress=False)
+        return {setting: rows["trained"] for setting, rows in results.items()}
+    out = {}
+    for setting in cfg.eval.settings:
+        batches = list(eval_batches(heldout, setting, num_items=cfg.eval.num_items, batch_size=cfg.eval.batch_size,
+                                    seed=cfg.eval.seed))
+        per_item, _ = score(model_method(ema.eval(), cfg), batches)
+        out[setting] = summarise({"trained": per_item}, samples=cfg.eval.bootstrap_samples)["trained"]
+    return out
 
 
 def orbits(cfg: RunConfig, heldout: SceneTensors, ema: torch.nn.Module, *, scenes: int = 2) -> dict[int, list]:

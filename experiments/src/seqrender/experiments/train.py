@@ -37,7 +37,7 @@ from seqrender.experiments.layouts import model_layout
 
 @dataclass
 class TrainResult:
-    status: str                      # "finished" or "preempted"
+    status: str                      # "finished", "preempted" or "paused" (reached `stop_at`)
     step: int                        # optimiser steps done
     seconds: float                   # training wall time, summed over resumed segments
     losses: list[float] = field(default_factory=list)  # global-batch loss per step
@@ -99,8 +99,10 @@ def batch_and_loss(cfg: RunConfig, scenes: SceneTensors | GridScenes, sampler) -
 
 
 def train(cfg: RunConfig, scenes: SceneTensors | GridScenes, *, run_dir: Path,
-          stop_requested: Callable[[], bool] | None = None) -> tuple[TrainResult, nn.Module]:
-    """Train (resuming from `<run_dir>/checkpoints` if present). Returns the result and the EMA model."""
+          stop_requested: Callable[[], bool] | None = None, stop_at: int | None = None) -> tuple[TrainResult, nn.Module]:
+    """Train (resuming from `<run_dir>/checkpoints` if present) up to `trainer.steps`, or only up to
+    step `stop_at` (checkpointed; status "paused"; the schedule still spans `trainer.steps`).
+    Returns the result and the EMA model."""
     tc = cfg.trainer
     accelerator = make_accelerator(tc)
     model = build_model(cfg)
@@ -134,6 +136,8 @@ def train(cfg: RunConfig, scenes: SceneTensors | GridScenes, *, run_dir: Path,
         accelerator.wait_for_everyone()
         return path
 
+    if stop_at is not None and step >= stop_at:
+        return TrainResult("paused", step, elapsed(), losses, latest_checkpoint(ckpt_root)), ema
     bar = tqdm(total=tc.steps, initial=step, desc="train", disable=not (tc.progress and accelerator.is_main_process),
                dynamic_ncols=True)
     model.train()
@@ -155,8 +159,11 @@ def train(cfg: RunConfig, scenes: SceneTensors | GridScenes, *, run_dir: Path,
         if step % tc.log_every == 0:
             _log(bar, step, tc.steps, np.mean(losses[-tc.log_every:]), scheduler.get_last_lr()[0],
                  quiet=not accelerator.is_main_process)
-        if step % tc.checkpoint_every == 0 or step == tc.steps:
+        if step % tc.checkpoint_every == 0 or step == tc.steps or step == stop_at:
             checkpoint()
+        if step == stop_at and step < tc.steps:
+            bar.close()
+            return TrainResult("paused", step, elapsed(), losses, latest_checkpoint(ckpt_root)), ema
     bar.close()
     return TrainResult("finished", step, elapsed(), losses, latest_checkpoint(ckpt_root)), ema
 

@@ -1,0 +1,61 @@
+"""Velocity error by noise level with true, shuffled and dropped references (seqrender.experiments.diagnose).
+
+    python experiments/diagnose.py outputs/<date>/<time> [--setting 3->1] [--items 96]
+
+Reads the run's composed config (`.hydra/config.yaml`) and the EMA weights of its newest checkpoint,
+prints a table and writes `diagnose.json` into the run directory.
+"""
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+from omegaconf import OmegaConf  # noqa: E402
+from safetensors.torch import load_model  # noqa: E402
+
+from seqrender.experiments.checkpoint import latest_checkpoint  # noqa: E402
+from seqrender.experiments.config import ConfigError, validate_config  # noqa: E402
+from seqrender.experiments.configstore import prepare_registry  # noqa: E402
+from seqrender.experiments.diagnose import MODES, error_by_t  # noqa: E402
+from seqrender.experiments.job import load_split  # noqa: E402
+from seqrender.experiments.train import build_model  # noqa: E402
+
+TS = [0.05, 0.15, 0.25, 0.35, 0.5, 0.65, 0.8, 0.9, 1.0]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("run_dir", type=Path)
+    parser.add_argument("--setting", default="3->1")
+    parser.add_argument("--items", type=int, default=96)
+    args = parser.parse_args()
+    config_file = args.run_dir / ".hydra" / "config.yaml"
+    ckpt = latest_checkpoint(args.run_dir / "checkpoints")
+    if not config_file.is_file() or ckpt is None:
+        print(f"error: {args.run_dir}: not a finished run directory (needs .hydra/config.yaml and a checkpoint)",
+              file=sys.stderr)
+        return 2
+    prepare_registry()
+    try:
+        cfg = validate_config(OmegaConf.to_container(OmegaConf.load(config_file), resolve=True))
+    except ConfigError as exc:
+        print(f"config error: {exc}", file=sys.stderr)
+        return 2
+    model = build_model(cfg)
+    load_model(model, str(ckpt / "ema.safetensors"))
+    errors = error_by_t(model, load_split(cfg, "heldout"), args.setting, ts=TS, items=args.items,
+                        seed=cfg.eval.seed)
+    print(f"velocity MSE on {args.setting} targets ({args.items} held-out items, {ckpt.name}, EMA)")
+    print("   t   " + "".join(f"{m:>10}" for m in MODES))
+    for i, t in enumerate(TS):
+        print(f"  {t:.2f} " + "".join(f"{errors[m][i]:10.4f}" for m in MODES))
+    out = {"setting": args.setting, "items": args.items, "checkpoint": str(ckpt), "t": TS, "velocity_mse": errors}
+    (args.run_dir / "diagnose.json").write_text(json.dumps(out, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
