@@ -43,9 +43,16 @@ def frame_angles(num_frames: int, *, device: torch.device | str | None = None) -
     return torch.arange(num_frames, dtype=torch.float32, device=device) * (2 * math.pi / num_frames)
 
 
-def normalise_translations(extrinsics: Tensor, *, eps: float = 1e-8) -> Tensor:
-    """``(B, V, 4, 4)`` → same, translations scaled so the largest ``‖t‖`` of each scene is 1."""
-    scale = extrinsics[..., :3, 3].norm(dim=-1).amax(dim=-1).clamp_min(eps)  # (B,)
+def normalise_translations(extrinsics: Tensor, *, active: Tensor | None = None, eps: float = 1e-8) -> Tensor:
+    """``(B, V, 4, 4)`` → same, translations scaled so the largest ``‖t‖`` of each scene is 1.
+
+    active: ``(B, V)`` bool or None; the largest ``‖t‖`` is taken over the active views only
+    (inactive views are scaled too, but never set the scale).
+    """
+    norms = extrinsics[..., :3, 3].norm(dim=-1)  # (B, V)
+    if active is not None:
+        norms = norms.masked_fill(~active, 0.0)
+    scale = norms.amax(dim=-1).clamp_min(eps)  # (B,)
     trans = extrinsics[..., :3, 3:] / scale[:, None, None, None]
     return torch.cat([torch.cat([extrinsics[..., :3, :3], trans], dim=-1), extrinsics[..., 3:, :]], dim=-2)
 
