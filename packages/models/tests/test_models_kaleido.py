@@ -183,3 +183,50 @@ def test_bad_inputs_raise_clear_errors():
         small_config(pose_frame="camera")
     with pytest.raises(ValueError, match="intrinsics and extrinsics are required"):
         run(Kaleido(small_config(), posenc="plucker"), z, t, is_reference, None, None)
+
+
+def masked_scene(gen, posenc):
+    """4 views, view 0 (a reference) and view 2 (a target) inactive: mask, active subset, inputs."""
+    views = 4
+    z = torch.randn(B, views, C, H, W, generator=gen)
+    t = torch.rand(B, generator=gen)
+    is_reference = torch.tensor([[True, True, False, False], [True, False, True, False]])
+    extrinsics = torch.stack([torch.stack([random_se3(gen) for _ in range(views)]) for _ in range(B)])
+    intrinsics = torch.tensor([[5.0, 0, 3], [0, 5.0, 3], [0, 0, 1]]).expand(B, views, 3, 3)
+    active = torch.tensor([False, True, False, True])
+    mask = (active[:, None] & active[None, :]) | torch.eye(views, dtype=torch.bool)
+    return z, t, is_reference, intrinsics, extrinsics, active, mask.expand(B, views, views)
+
+
+@pytest.mark.parametrize("pose_frame", ["first_reference", "world"])
+@pytest.mark.parametrize("posenc", ["gta", "cape", "plucker"])
+def test_masked_views_never_reach_active_views(posenc, pose_frame):
+    """Issue 10 item 3: the pose anchor and max-‖t‖ normalisation use active views only, so the
+    active outputs ignore the masked views' poses and content and equal the subset run alone."""
+    gen = torch.Generator().manual_seed(11)
+    model = make_model(posenc=posenc, pose_frame=pose_frame)
+    z, t, is_reference, intrinsics, extrinsics, active, mask = masked_scene(gen, posenc)
+    # masked views get far-away poses (they would set max ‖t‖) and new content
+    moved = extrinsics.clone()
+    moved[:, ~active] = torch.stack([torch.stack([random_se3(gen) for _ in range(2)]) for _ in range(B)])
+    moved[:, ~active, :3, 3] *= 50.0
+    changed = z.clone()
+    changed[:, ~active] = torch.randn(changed[:, ~active].shape, generator=gen)
+    base = run(model, z, t, is_reference, intrinsics, extrinsics, frame_mask=mask)[:, active]
+    other = run(model, changed, t, is_reference, intrinsics, moved, frame_mask=mask)[:, active]
+    alone = run(model, z[:, active], t, is_reference[:, active], intrinsics[:, active], extrinsics[:, active])
+    scale = base.abs().max()
+    assert scale > 1e-2
+    torch.testing.assert_close(other, base, atol=1e-5 * scale, rtol=0)
+    torch.testing.assert_close(alone, base, atol=1e-5 * scale, rtol=0)
+
+
+def test_active_views_from_frame_mask():
+    from seqrender.models.kaleido import active_views
+    from seqrender.models.views import frame_mask_from_active
+    active = torch.tensor([[False, True, False, True], [True, True, True, True]])
+    is_reference = torch.zeros(2, 4, dtype=torch.bool)
+    assert torch.equal(active_views(frame_mask_from_active(active), is_reference), active)
+    isolated = torch.eye(4, dtype=torch.bool).expand(2, 4, 4)
+    assert active_views(isolated, is_reference).all()
+    assert active_views(None, is_reference).all()

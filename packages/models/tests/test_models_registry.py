@@ -146,3 +146,10 @@ def test_broken_plugin_names_itself(clean_registry, monkeypatch, tmp_path):
     fake_entry_points(monkeypatch, tmp_path, [("broken", "toy_plugin_broken")])
     with pytest.raises(RegistryError, match=r"plugin 'broken' \(toy_plugin_broken\) failed to load: boom"):
         registry.load_plugins()
+
+
+def test_posenc_frequency_family_is_a_config_field():
+    assert registry.build("posenc", "gta", head_dim=8).frequencies == "geometric"
+    assert registry.build("posenc", "gta", {"frequencies": "integer"}, head_dim=8).frequencies == "integer"
+    with pytest.raises(ValueError, match="frequencies must be one of geometric, integer"):
+        registry.build("posenc", "rope", {"frequencies": "lang"}, head_dim=8)

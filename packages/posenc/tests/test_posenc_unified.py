@@ -35,12 +35,17 @@ def dense_operator(theta_bands, pose, d):
     return m
 
 
+def band_frequency(i, n):
+    """Band i of n, written out from the posenc docs: the geometric family ½·16^(−i/(n−1))."""
+    return 0.5 * 16.0 ** (-i / max(n - 1, 1))
+
+
 def expected_bands(hw, t, d, spatial):
-    """Angles written out from SPEC §1: harmonics 1..n of θ_h, θ_w (and θ_t)."""
+    """Angles from SPEC §1: n geometric bands ω_i·θ of θ_h, θ_w (and θ_t)."""
     n = d // 4 if spatial else d // 8
-    bands = [hw[0] * (i + 1) for i in range(n)] + [hw[1] * (i + 1) for i in range(n)]
+    bands = [hw[0] * band_frequency(i, n) for i in range(n)] + [hw[1] * band_frequency(i, n) for i in range(n)]
     if t is not None:
-        bands += [t * (i + 1) for i in range(d // 4)]
+        bands += [t * band_frequency(i, d // 4) for i in range(d // 4)]
     return bands
 
 

@@ -44,7 +44,11 @@ def _reference_render(means, scales, quats, opac, colors, ext, k, h, w, cfg):
         x, y, z = r_cam @ means[i] + t_cam
         if z <= cfg.near:
             continue
-        jac = np.array([[k[0, 0] / z, 0, -k[0, 0] * x / z**2], [0, k[1, 1] / z, -k[1, 1] * y / z**2]])
+        jx, jy = x, y
+        if cfg.fov_clamp is not None:  # 3DGS: x/z, y/z clamped to 1.3·tan(fov/2) (principal point centred)
+            lim_x, lim_y = cfg.fov_clamp * w / (2 * k[0, 0]), cfg.fov_clamp * h / (2 * k[1, 1])
+            jx, jy = np.clip(x / z, -lim_x, lim_x) * z, np.clip(y / z, -lim_y, lim_y) * z
+        jac = np.array([[k[0, 0] / z, 0, -k[0, 0] * jx / z**2], [0, k[1, 1] / z, -k[1, 1] * jy / z**2]])
         cov = jac @ r_cam @ sigma @ r_cam.T @ jac.T + cfg.blur * np.eye(2)
         centre = np.array([k[0, 0] * x / z + k[0, 2], k[1, 1] * y / z + k[1, 2]])
         items.append((z, centre, np.linalg.inv(cov), opac[i], colors[i]))
@@ -77,6 +81,8 @@ K = torch.tensor([[9.0, 0, 4.0], [0, 8.0, 3.5], [0, 0, 1]], dtype=torch.float64)
 def test_matches_plain_per_pixel_reference(chunk):
     scene = _scene()
     scene[0][0] = torch.tensor([0.1, 0.0, -3.0], dtype=torch.float64)  # behind the near plane
+    scene[0][1] = torch.tensor([-2.2, 0.3, 0.5], dtype=torch.float64)  # large, centred left of the image:
+    scene[1][1] = torch.tensor([0.9, 0.9, 0.2], dtype=torch.float64)   # its Jacobian is clamped
     cfg = RasterConfig(chunk_elements=chunk)
     ext = _look_extrinsics(0.3)
     out = rasterize(*scene, ext, K, height=7, width=8, config=cfg)

@@ -12,20 +12,31 @@ from __future__ import annotations
 import dataclasses
 import functools
 from dataclasses import dataclass
+from typing import Literal
 
 from seqrender import flowmatch
 from seqrender.models import registry
+from seqrender.models.blocks import check_choice
 from seqrender.models.fourreal import FourReal, FourRealConfig
 from seqrender.models.kaleido import Kaleido, KaleidoConfig
-from seqrender.posenc import KINDS, make_scene_encoding
+from seqrender.posenc import FREQUENCIES, KINDS, make_scene_encoding
 
 @dataclass
 class PosencConfig:
-    """The built-in scene encodings take no options beyond the model's head_dim."""
+    """The built-in scene encodings' options (head_dim comes from the model).
+
+    frequencies: band family of the angles, "geometric" (fractional, non-aliasing; default) or
+    "integer" (SO(2) harmonics k·θ, which wrap); see seqrender.posenc.unified.
+    """
+
+    frequencies: Literal["geometric", "integer"] = "geometric"
+
+    def __post_init__(self):
+        check_choice("PosencConfig", "frequencies", self.frequencies, FREQUENCIES)
 
 
 def build_posenc(kind: str, cfg: PosencConfig, *, head_dim: int):
-    return make_scene_encoding(kind, head_dim)
+    return make_scene_encoding(kind, head_dim, frequencies=(cfg or PosencConfig()).frequencies)
 
 
 @dataclass

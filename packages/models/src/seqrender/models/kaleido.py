@@ -8,9 +8,9 @@ every attention. Positions come from one `SceneEncoding` (posenc registry): the 
 spatial and ONE temporal transform per forward, shared by all blocks.
 
 Camera frame. With `pose_frame="first_reference"` (default) extrinsics are first re-expressed in the
-camera frame of each scene's first reference view (E_i ← E_i·E_ref⁻¹) and then translations are
-normalised to max ‖t‖ = 1 (= the largest camera-centre distance to that reference camera), so the
-whole model is invariant to any change of world frame E_i → E_i·G, G ∈ SE(3), registers included.
+camera frame of each scene's first active reference view (E_i ← E_i·E_ref⁻¹) and then translations
+are normalised to max ‖t‖ = 1 over the active views (= the largest camera-centre distance to that
+reference camera; views cut off by frame_mask never enter either), so the whole model is invariant to any change of world frame E_i → E_i·G, G ∈ SE(3), registers included.
 With `pose_frame="world"` the poses are normalised as given (the paper's wording); GTA's logits are
 still relative, but the registers and the max-‖t‖ normalisation see the absolute frame, so only
 rotations about the world origin leave the output unchanged, and only with `num_registers=0`.
@@ -25,6 +25,7 @@ from einops import rearrange, repeat
 from torch import Tensor, nn
 
 from seqrender.attention import SpatialAttention, WindowAttention, window_partition
+from seqrender.attention.window import check_frame_mask
 from seqrender.models import registry
 from seqrender.models.dinov2 import DINOV2_SIZES, load_dinov2, normalise_images
 from seqrender.models.blocks import (AdaLNModulation, FinalLayer, PatchEmbed, SwiGLU, TimestepEmbedding,
@@ -76,15 +77,43 @@ class KaleidoBlock(nn.Module):
         return x + gate(self.mlp(h), mods[8])
 
 
-def canonical_extrinsics(extrinsics: Tensor, is_reference: Tensor, pose_frame: str) -> Tensor:
+def active_views(frame_mask: Tensor | None, is_reference: Tensor) -> Tensor:
+    """(B, V) bool: the views taking part, read from frame_mask (B, V, V) or None (all views).
+
+    A view is active when it attends to, or is attended by, another view; a scene where no view
+    is connected to another counts all its views as active (frame_mask_from_active's convention:
+    inactive views see only themselves).
+    """
+    if frame_mask is None:
+        return torch.ones_like(is_reference)
+    eye = torch.eye(frame_mask.shape[-1], dtype=torch.bool, device=frame_mask.device)
+    others = frame_mask & ~eye
+    active = others.any(dim=2) | others.any(dim=1)
+    return active | ~active.any(dim=1, keepdim=True)
+
+
+def anchor_views(is_reference: Tensor, active: Tensor) -> Tensor:
+    """(B,) index of each scene's first active reference view (first active view if none)."""
+    priority = 2 * (is_reference & active).int() + active.int()
+    return priority.argmax(dim=1)  # argmax returns the first maximal index
+
+
+def take_views(x: Tensor, index: Tensor) -> Tensor:
+    """x (B, V, ...), index (B,) -> (B, ...): view index[b] of scene b."""
+    return x[torch.arange(x.shape[0], device=x.device), index]
+
+
+def canonical_extrinsics(extrinsics: Tensor, is_reference: Tensor, pose_frame: str,
+                         active: Tensor | None = None) -> Tensor:
     """(B, V, 4, 4) world-to-camera -> (B, V, 4, 4) in the chosen frame, translations normalised so
-    the max ‖t‖ per scene is 1. "first_reference": E_i·E_r⁻¹ with r the first reference view
-    (view 0 if a scene has none); "world": as given."""
+    the max ‖t‖ over each scene's active views is 1. "first_reference": E_i·E_r⁻¹ with r the first
+    active reference view (anchor_views); "world": as given. active (B, V) bool, None = all: views
+    outside it never change the result for the views inside it."""
+    active = torch.ones_like(is_reference) if active is None else active
     if pose_frame == "first_reference":
-        first = is_reference.int().argmax(dim=1)  # (B,) first True, 0 if none
-        anchor = extrinsics[torch.arange(extrinsics.shape[0], device=extrinsics.device), first]
+        anchor = take_views(extrinsics, anchor_views(is_reference, active))
         extrinsics = extrinsics @ invert_se3(anchor)[:, None]
-    return normalise_translations(extrinsics)
+    return normalise_translations(extrinsics, active=active)
 
 
 class Kaleido(nn.Module):
@@ -128,15 +157,17 @@ class Kaleido(nn.Module):
         return spatial, self.encoding.temporal(hw, poses, times)
 
     def embed(self, z: Tensor, *, is_reference: Tensor, keep_content: Tensor,
-              intrinsics: Tensor | None, poses: Tensor | None) -> Tensor:
+              intrinsics: Tensor | None, poses: Tensor | None, anchor: Tensor) -> Tensor:
         """(B, V, C, H, W) -> tokens (B, V, h, w, D). Reference frames whose content is dropped
-        (keep_content False) get zero latents; positional input channels are kept."""
+        (keep_content False) get zero latents; positional input channels are kept. Input features
+        relative to the first camera are taken relative to the anchor view (B,) (anchor_views)."""
         x = z * rearrange(keep_content, "b v -> b v 1 1 1").to(z.dtype)
         if self.encoding.input_channels:
             if intrinsics is None or poses is None:
                 raise ValueError("intrinsics and extrinsics are required by this posenc (input features)")
-            feats = self.encoding.input_features(intrinsics, poses, z.shape[-2], z.shape[-1])
-            x = torch.cat([x, feats.to(z.dtype)], dim=2)
+            first = lambda m: torch.cat([take_views(m, anchor)[:, None], m], dim=1)  # anchor as view 0
+            feats = self.encoding.input_features(first(intrinsics), first(poses), z.shape[-2], z.shape[-1])
+            x = torch.cat([x, feats[:, 1:].to(z.dtype)], dim=2)
         tokens = self.patch_embed(x)
         return tokens + rearrange(self.role_embed[is_reference.long()], "b v d -> b v 1 1 d")
 
@@ -177,21 +208,23 @@ class Kaleido(nn.Module):
         is_reference (B, V) bool; intrinsics (B, V, 3, 3) in pixels of z's (H, W) grid (only read by
         encodings with input channels, e.g. Plücker); extrinsics (B, V, 4, 4) world-to-camera (3D
         data) or None; times (B, V) θ_t angles (video) or None; frame_mask (B, V, V) bool, frame i
-        may attend to frame j; drop_condition (B,) bool: those scenes' reference content is zeroed
+        may attend to frame j (views connected to no other view are inactive: they never change
+        the active views' outputs, pose anchor and normalisation included); drop_condition (B,) bool: those scenes' reference content is zeroed
         (their positions stay) — the unconditional branch of classifier-free guidance;
         images (B, V, 3, Hi, Wi) RGB in [0, 1], required with an aux encoder: the reference frames'
         DINOv2 features are added to their tokens (target images are never read).
         Returns (B, V, C, H, W); only target frames are meaningful.
         """
-        self._check_inputs(z, t, is_reference, extrinsics, drop_condition)
+        self._check_inputs(z, t, is_reference, extrinsics, drop_condition, frame_mask)
         keep_content = torch.ones_like(is_reference)
         if drop_condition is not None:
             keep_content = ~(is_reference & drop_condition[:, None])
+        active = active_views(frame_mask, is_reference)
         poses = None
         if extrinsics is not None:
-            poses = canonical_extrinsics(extrinsics, is_reference, self.config.pose_frame)
+            poses = canonical_extrinsics(extrinsics, is_reference, self.config.pose_frame, active)
         tokens = self.embed(z, is_reference=is_reference, keep_content=keep_content,
-                            intrinsics=intrinsics, poses=poses)
+                            intrinsics=intrinsics, poses=poses, anchor=anchor_views(is_reference, active))
         if self.aux_encoder is not None:
             if images is None:
                 raise ValueError("images (B, V, 3, Hi, Wi) are required when KaleidoConfig.aux_encoder is set")
@@ -218,8 +251,10 @@ class Kaleido(nn.Module):
 
         return fn
 
-    def _check_inputs(self, z, t, is_reference, extrinsics, drop_condition) -> None:
+    def _check_inputs(self, z, t, is_reference, extrinsics, drop_condition, frame_mask) -> None:
         batch, views, channels = z.shape[:3]
+        if frame_mask is not None:
+            check_frame_mask(frame_mask, batch, views)
         if channels != self.config.in_channels:
             raise ValueError(f"z must have in_channels={self.config.in_channels} channels; got {channels}")
         if tuple(t.shape) != (batch,):

@@ -58,18 +58,30 @@ class VAEConfig:
 
     @classmethod
     def from_diffusers(cls, config: dict) -> "VAEConfig":
-        """From a diffusers `config.json` dict (unknown keys such as `_class_name` are ignored;
-        a null `shift_factor` means 0). Only the plain KL architecture is accepted."""
+        """From a diffusers `config.json` dict, read as diffusers reads it: a missing key takes
+        `diffusers.AutoencoderKL`'s default (DIFFUSERS_DEFAULTS: e.g. use_quant_conv True, 4 latent
+        channels), a null `shift_factor` means no shift (0), any other null is an error; unknown
+        keys such as `_class_name` are ignored. Only the plain KL architecture is accepted."""
         blocks = set(config.get("down_block_types", ["DownEncoderBlock2D"])) | set(
             config.get("up_block_types", ["UpDecoderBlock2D"]))
         if blocks - {"DownEncoderBlock2D", "UpDecoderBlock2D"} or config.get("act_fn", "silu") != "silu":
             raise ValueError(f"only DownEncoderBlock2D/UpDecoderBlock2D blocks with act_fn 'silu' are supported, "
                              f"got {sorted(blocks)}, act_fn {config.get('act_fn')!r}")
-        known = {f.name for f in fields(cls)}
-        values = {k: v for k, v in config.items() if k in known and v is not None}
-        if "block_out_channels" in values:
-            values["block_out_channels"] = tuple(values["block_out_channels"])
+        values = {**DIFFUSERS_DEFAULTS, **{k: v for k, v in config.items() if k in DIFFUSERS_DEFAULTS}}
+        if values["shift_factor"] is None:
+            values["shift_factor"] = 0.0
+        nulls = sorted(k for k, v in values.items() if v is None)
+        if nulls:
+            raise ValueError(f"VAE config.json: {', '.join(nulls)} must not be null")
+        values["block_out_channels"] = tuple(values["block_out_channels"])
         return cls(**values)
+
+
+# diffusers.AutoencoderKL.__init__ defaults (what a config.json without the key means there)
+DIFFUSERS_DEFAULTS = dict(in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(64,),
+                          layers_per_block=1, norm_num_groups=32, mid_block_add_attention=True,
+                          use_quant_conv=True, use_post_quant_conv=True, scaling_factor=0.18215,
+                          shift_factor=None)
 
 
 class ResnetBlock(nn.Module):

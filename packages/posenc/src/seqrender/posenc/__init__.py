@@ -13,6 +13,7 @@ from .protocol import IdentityTransform, PositionalTransform, SceneEncoding
 from .rope import FAMILIES, LAYOUTS, apply_rope, rope_angles, rope_cis, rope_frequencies
 from .transform import BlockTransform, PoseBlocks, Rotary
 from .unified import (
+    FREQUENCIES,
     KINDS,
     KaleidoEncoding,
     frame_angles,
@@ -22,7 +23,7 @@ from .unified import (
 )
 
 __all__ = [
-    "FAMILIES", "KINDS", "LAYOUTS", "ORDERS",
+    "FAMILIES", "FREQUENCIES", "KINDS", "LAYOUTS", "ORDERS",
     "BlockTransform", "IdentityTransform", "KaleidoEncoding", "PoseBlocks", "PoseOperators",
     "PositionalTransform", "Rotary", "SceneEncoding",
     "apply_pose_blocks", "apply_rope", "convert_plucker_order", "frame_angles", "grid_angles",

@@ -15,7 +15,8 @@ from torch import Tensor
 
 from .blockfn import BlockApply, BlockOp
 
-FAMILIES = ("lang", "pixel", "integer")
+FAMILIES = ("lang", "pixel", "integer", "geometric")
+GEOMETRIC_SPAN = 16.0  # "geometric": highest / lowest frequency
 LAYOUTS = ("half", "interleaved")
 
 
@@ -39,6 +40,10 @@ def rope_frequencies(
     - ``"lang"``: ``base^(-2i/d)`` with ``d = 2·num_bands`` (RoFormer / Llama), for integer positions.
     - ``"pixel"``: ``π · linspace(1, max_freq / 2, num_bands)``, for coordinates normalised to [-1, 1].
     - ``"integer"``: ``1, 2, …, num_bands``, the SO(2) harmonics for angle positions in [0, 2π).
+      They wrap: on an n-position axis band n is the identity and bands k, n − k are conjugates.
+    - ``"geometric"``: ``½ · 16^(−i/(num_bands − 1))``, fractional frequencies for angle positions
+      in [0, 2π) (½ down to 1/32): every band turns less than half a turn across the axis, so
+      relative offsets never alias and similarity falls with distance (GTA reference code scaling).
     """
     check_choice("family", family, FAMILIES)
     if num_bands < 1:
@@ -48,8 +53,11 @@ def rope_frequencies(
         freqs = base ** (-exponent)
     elif family == "pixel":
         freqs = math.pi * torch.linspace(1.0, max_freq / 2, num_bands, dtype=torch.float64, device=device)
-    else:
+    elif family == "integer":
         freqs = torch.arange(1, num_bands + 1, dtype=torch.float64, device=device)
+    else:
+        exponent = torch.arange(num_bands, dtype=torch.float64, device=device) / max(num_bands - 1, 1)
+        freqs = 0.5 * GEOMETRIC_SPAN ** (-exponent)
     return freqs.to(dtype)
 
 

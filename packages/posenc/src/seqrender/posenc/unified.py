@@ -4,7 +4,10 @@ Channel allocation of a head (``d = head_dim``), every band a 2×2 block of adja
 - spatial attention: ``θ_h`` on ``[0, d/2)``, ``θ_w`` on ``[d/2, d)`` (d/4 bands each);
 - temporal/3D attention: ``θ_h`` on ``[0, d/4)``, ``θ_w`` on ``[d/4, d/2)`` (d/8 bands each) and on
   ``[d/2, d)`` either ``θ_t`` (video, d/4 bands) or the 4×4 pose repeated d/8 times (3D).
-Band ``i`` (1-based) of an angle ``θ`` is the SO(2) harmonic ``i·θ``.
+Band ``i`` of an angle ``θ`` is ``ω_i·θ``. ``frequencies="geometric"`` (default): ``ω_i = ½·16^(−i/(n−1))``,
+fractional, so every band turns at most half a turn over an axis's [0, 2π) and no two relative
+offsets alias; ``"integer"``: the SO(2) harmonics ``ω_i = i`` (1-based), which wrap (band n of an
+n-token axis is the identity; bands k and n − k are conjugates; first and last frames look adjacent).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from .rope import check_choice, rope_angles
 from .transform import BlockTransform, PoseBlocks, Rotary
 
 KINDS = ("none", "rope", "cape", "gta", "plucker")
+FREQUENCIES = ("geometric", "integer")
 _LAYOUT = "interleaved"
 
 
@@ -39,9 +43,16 @@ def frame_angles(num_frames: int, *, device: torch.device | str | None = None) -
     return torch.arange(num_frames, dtype=torch.float32, device=device) * (2 * math.pi / num_frames)
 
 
-def normalise_translations(extrinsics: Tensor, *, eps: float = 1e-8) -> Tensor:
-    """``(B, V, 4, 4)`` → same, translations scaled so the largest ``‖t‖`` of each scene is 1."""
-    scale = extrinsics[..., :3, 3].norm(dim=-1).amax(dim=-1).clamp_min(eps)  # (B,)
+def normalise_translations(extrinsics: Tensor, *, active: Tensor | None = None, eps: float = 1e-8) -> Tensor:
+    """``(B, V, 4, 4)`` → same, translations scaled so the largest ``‖t‖`` of each scene is 1.
+
+    active: ``(B, V)`` bool or None; the largest ``‖t‖`` is taken over the active views only
+    (inactive views are scaled too, but never set the scale).
+    """
+    norms = extrinsics[..., :3, 3].norm(dim=-1)  # (B, V)
+    if active is not None:
+        norms = norms.masked_fill(~active, 0.0)
+    scale = norms.amax(dim=-1).clamp_min(eps)  # (B,)
     trans = extrinsics[..., :3, 3:] / scale[:, None, None, None]
     return torch.cat([torch.cat([extrinsics[..., :3, :3], trans], dim=-1), extrinsics[..., 3:, :]], dim=-2)
 
@@ -52,9 +63,11 @@ class KaleidoEncoding:
 
     kind: str
     head_dim: int
+    frequencies: str = "geometric"
 
     def __post_init__(self) -> None:
         check_choice("kind", self.kind, KINDS)
+        check_choice("frequencies", self.frequencies, FREQUENCIES)
         if self.kind != "none" and self.head_dim % 8:
             raise ValueError(f"head_dim must be divisible by 8 for posenc {self.kind!r}; got {self.head_dim}")
 
@@ -78,7 +91,7 @@ class KaleidoEncoding:
         if self.kind == "none":
             return IdentityTransform()
         bands = self.head_dim // 4
-        angles = rope_angles(hw, (bands, bands), family="integer")[None]
+        angles = rope_angles(hw, (bands, bands), family=self.frequencies)[None]
         return BlockTransform(rotary=Rotary(angles, layout=_LAYOUT), values=self._values)
 
     def temporal(self, hw: Tensor, extrinsics: Tensor | None, times: Tensor | None) -> PositionalTransform:
@@ -94,9 +107,9 @@ class KaleidoEncoding:
         if extrinsics is not None and times is not None:
             raise ValueError("temporal(): pass extrinsics (3D data) or times (video), not both")
         d = self.head_dim
-        angles = rope_angles(hw, (d // 8, d // 8), family="integer")
+        angles = rope_angles(hw, (d // 8, d // 8), family=self.frequencies)
         if times is not None:
-            angles = torch.cat([angles, rope_angles(times[..., None], (d // 4,), family="integer")], dim=-1)
+            angles = torch.cat([angles, rope_angles(times[..., None], (d // 4,), family=self.frequencies)], dim=-1)
         pose = None
         if extrinsics is not None and self.kind in ("cape", "gta"):
             groups = extrinsics.shape[-3]
@@ -105,11 +118,12 @@ class KaleidoEncoding:
         return BlockTransform(rotary=Rotary(angles, layout=_LAYOUT), pose=pose, values=self._values)
 
 
-def make_scene_encoding(kind: str, head_dim: int) -> KaleidoEncoding:
+def make_scene_encoding(kind: str, head_dim: int, *, frequencies: str = "geometric") -> KaleidoEncoding:
     """The encoding of one Kaleido ablation row.
 
     ``none``: nothing; ``rope``: 2D RoPE in both attentions (θ_t too for video), no camera;
     ``cape``: 2D RoPE + 3D CaPE on q, k; ``gta``: GTA[2D RoPE + 3D] on q, k, v and the output;
     ``plucker``: 2D RoPE + 6 Plücker input channels relative to the first camera.
+    ``frequencies``: the band family of every angle, ``"geometric"`` or ``"integer"`` (see module doc).
     """
-    return KaleidoEncoding(kind=kind, head_dim=head_dim)
+    return KaleidoEncoding(kind=kind, head_dim=head_dim, frequencies=frequencies)

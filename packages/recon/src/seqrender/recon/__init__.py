@@ -1,10 +1,12 @@
 """seqrender.recon — feed-forward Gaussian-splat reconstruction (4Real-Video-V2 §3.2): VGGT-style
 aggregator with temporal layers, camera-token replacement, depth / Gaussian / camera heads, a pure
-torch Gaussian rasteriser, and image metrics (PSNR, SSIM, LPIPS from local weights)."""
+torch Gaussian rasteriser, image metrics (PSNR, SSIM, LPIPS from local weights) and geometry
+metrics (Chamfer distance, volumetric IoU)."""
 
 from seqrender.recon.aggregator import Aggregator, AggregatorConfig, load_vggt_checkpoint
 from seqrender.recon.camera_tokens import replace_camera_tokens
-from seqrender.recon.metrics import LPIPS, LPIPSUnavailable, load_lpips, lpips, psnr, ssim
+from seqrender.recon.metrics import (LPIPS, LPIPSUnavailable, chamfer_distance, load_lpips, lpips, psnr, ssim,
+                                     volume_iou, voxel_centres)
 from seqrender.recon.model import FeedForwardReconstructor, Reconstruction, ReconstructorConfig
 from seqrender.recon.rasterizer import Gaussians, RasterConfig, Render, rasterize, render_gaussians
 
@@ -19,6 +21,7 @@ __all__ = [
     "Reconstruction",
     "ReconstructorConfig",
     "Render",
+    "chamfer_distance",
     "load_lpips",
     "load_vggt_checkpoint",
     "lpips",
@@ -27,4 +30,6 @@ __all__ = [
     "render_gaussians",
     "replace_camera_tokens",
     "ssim",
+    "volume_iou",
+    "voxel_centres",
 ]

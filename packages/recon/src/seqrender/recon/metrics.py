@@ -1,6 +1,8 @@
-"""Image metrics: PSNR, SSIM (Wang et al. 2004) and LPIPS (Zhang et al. 2018) from local weights.
+"""Image metrics: PSNR, SSIM (Wang et al. 2004) and LPIPS (Zhang et al. 2018) from local weights;
+geometry metrics (Kaleido Table 3): Chamfer distance between point clouds and volumetric IoU of
+occupancy grids.
 
-All metrics take images `(B, C, H, W)` with values in `[0, max_val]` and return one value per
+The image metrics take images `(B, C, H, W)` with values in `[0, max_val]` and return one value per
 image `(B,)`. LPIPS never downloads anything: it loads a local checkpoint or raises
 `LPIPSUnavailable`, and callers report the metric as unavailable.
 """
@@ -292,13 +294,62 @@ def lpips(
     return model.to(device=pred.device, dtype=pred.dtype)(pred, target)
 
 
+def nearest_distances(source: Tensor, target: Tensor, *, chunk: int = 4096) -> Tensor:
+    """Distance from each source point to its nearest target point.
+
+    source (B, N, 3), target (B, M, 3) -> (B, N); `chunk` source points at a time (memory B·chunk·M).
+    """
+    if source.dim() != 3 or target.dim() != 3 or source.shape[0] != target.shape[0] or source.shape[-1] != target.shape[-1]:
+        raise ValueError(f"point clouds must be (B, N, D) and (B, M, D), got {tuple(source.shape)} and {tuple(target.shape)}")
+    if source.shape[1] == 0 or target.shape[1] == 0:
+        raise ValueError(f"point clouds must not be empty, got {tuple(source.shape)} and {tuple(target.shape)}")
+    return torch.cat([torch.cdist(part, target).amin(dim=-1) for part in source.split(chunk, dim=1)], dim=1)
+
+
+def chamfer_distance(pred: Tensor, target: Tensor, *, squared: bool = False, chunk: int = 4096) -> Tensor:
+    """Symmetric Chamfer distance per cloud: ½·(mean_p min_t ‖p − t‖ + mean_t min_p ‖t − p‖),
+    the mean of accuracy (pred → target) and completeness (target → pred).
+
+    pred (B, N, 3), target (B, M, 3) -> (B,). squared=True averages squared distances instead
+    (PyTorch3D's `chamfer_distance` is twice that value).
+    """
+    power = 2 if squared else 1
+    accuracy = nearest_distances(pred, target, chunk=chunk).pow(power).mean(dim=1)
+    completeness = nearest_distances(target, pred, chunk=chunk).pow(power).mean(dim=1)
+    return 0.5 * (accuracy + completeness)
+
+
+def voxel_centres(resolution: int, low: float = -1.0, high: float = 1.0, *, dtype=torch.float32, device=None) -> Tensor:
+    """(R, R, R, 3) centres (x, y, z) of a cubic grid of R³ voxels on [low, high]³, indexed [x, y, z]."""
+    step = (high - low) / resolution
+    axis = low + step * (torch.arange(resolution, dtype=dtype, device=device) + 0.5)
+    return torch.stack(torch.meshgrid(axis, axis, axis, indexing="ij"), dim=-1)
+
+
+def volume_iou(pred: Tensor, target: Tensor) -> Tensor:
+    """Volumetric IoU |pred ∩ target| / |pred ∪ target| of occupancy grids.
+
+    pred, target (B, ...) bool (e.g. an inside test at `voxel_centres`) -> (B,); 1 where both are empty.
+    """
+    if pred.shape != target.shape or pred.dim() < 2:
+        raise ValueError(f"occupancy grids must be (B, ...) of one shape, got {tuple(pred.shape)} and {tuple(target.shape)}")
+    pred, target = pred.bool().flatten(1), target.bool().flatten(1)
+    inter = (pred & target).sum(dim=1).double()
+    union = (pred | target).sum(dim=1).double()
+    return torch.where(union > 0, inter / union.clamp_min(1), torch.ones_like(union))
+
+
 __all__ = [
     "LPIPS",
     "LPIPS_CHECKPOINT_ENV",
     "LPIPSUnavailable",
+    "chamfer_distance",
     "gaussian_window",
     "load_lpips",
     "lpips",
+    "nearest_distances",
     "psnr",
     "ssim",
+    "volume_iou",
+    "voxel_centres",
 ]

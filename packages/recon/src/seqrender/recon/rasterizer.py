@@ -28,6 +28,9 @@ class RasterConfig:
     is composited only while the transmittance after it stays ≥ t_min (None = never stop).
     band_rows: image rows per band (smaller bands cull more Gaussians, at more per-band overhead).
     chunk_elements: bound on pixels × Gaussians evaluated at once (memory). background: RGB behind.
+    fov_clamp: x/z and y/z in the projection Jacobian are clamped to this multiple of the half field
+    of view (3DGS and gsplat: 1.3; margin (fov_clamp − 1)·tan(fov/2) beyond each image edge, as
+    gsplat does for an off-centre principal point); None = no clamp.
     """
 
     near: float = 0.01
@@ -38,8 +41,11 @@ class RasterConfig:
     band_rows: int = 8
     chunk_elements: int = 1 << 22
     background: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    fov_clamp: float | None = 1.3
 
     def __post_init__(self):
+        if self.fov_clamp is not None and self.fov_clamp < 1.0:
+            raise ValueError(f"fov_clamp must be >= 1 or None, got {self.fov_clamp}")
         if not 0.0 <= self.alpha_min < self.alpha_max <= 1.0:
             raise ValueError(f"need 0 <= alpha_min < alpha_max <= 1, got {self.alpha_min}, {self.alpha_max}")
         if self.chunk_elements < 1 or self.band_rows < 1:
@@ -89,13 +95,22 @@ def covariance_3d(scales: Tensor, rotations: Tensor) -> Tensor:
     return m @ m.transpose(-1, -2)
 
 
+def clamp_to_fov(x: Tensor, z: Tensor, focal: Tensor, centre: Tensor, size: int, factor: float) -> Tensor:
+    """x with x/z clamped to [−(c/f + m), (size − c)/f + m], m = (factor − 1)·size/(2f) (3DGS/gsplat)."""
+    margin = (factor - 1.0) * 0.5 * size / focal
+    return z * (x / z).clamp(-(centre / focal + margin), (size - centre) / focal + margin)
+
+
 def project_gaussians(
-    means: Tensor, cov3d: Tensor, extrinsics: Tensor, intrinsics: Tensor, *, blur: float = 0.3
+    means: Tensor, cov3d: Tensor, extrinsics: Tensor, intrinsics: Tensor, *, blur: float = 0.3,
+    image_size: tuple[int, int] | None = None, fov_clamp: float | None = None,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """EWA projection into one camera.
 
     means (N, 3), cov3d (N, 3, 3), extrinsics (4, 4) world-to-camera, intrinsics (3, 3) ->
-    centres (N, 2) in pixels, cov2d (N, 2, 2), depth (N,) camera z.
+    centres (N, 2) in pixels, cov2d (N, 2, 2), depth (N,) camera z. With fov_clamp and
+    image_size (H, W), the Jacobian is evaluated at x/z, y/z clamped to fov_clamp × the half
+    field of view (clamp_to_fov); the centres are not clamped.
     """
     rot = extrinsics[:3, :3]
     cam = world_to_camera(means, extrinsics)
@@ -103,6 +118,9 @@ def project_gaussians(
     fx, fy, cx, cy = intrinsics[0, 0], intrinsics[1, 1], intrinsics[0, 2], intrinsics[1, 2]
     zs = z.clamp_min(1e-6)
     centres = torch.stack([fx * x / zs + cx, fy * y / zs + cy], dim=-1)
+    if fov_clamp is not None and image_size is not None:
+        x = clamp_to_fov(x, zs, fx, cx, image_size[1], fov_clamp)
+        y = clamp_to_fov(y, zs, fy, cy, image_size[0], fov_clamp)
     zero = torch.zeros_like(zs)
     jac = torch.stack(
         [fx / zs, zero, -fx * x / zs**2, zero, fy / zs, -fy * y / zs**2], dim=-1
@@ -152,7 +170,8 @@ def rasterize(
     extrinsics (4, 4), intrinsics (3, 3) -> Render with color (C, H, W), alpha / depth (1, H, W).
     """
     centres, cov2d, depth = project_gaussians(
-        means, covariance_3d(scales, rotations), extrinsics, intrinsics, blur=config.blur
+        means, covariance_3d(scales, rotations), extrinsics, intrinsics, blur=config.blur,
+        image_size=(height, width), fov_clamp=config.fov_clamp,
     )
     keep = (depth > config.near).nonzero().squeeze(-1)
     order = keep[torch.argsort(depth[keep])]
