@@ -49,10 +49,10 @@ class EmbeddedConfig:
     seed: int = 0
     supersample: int = 2  # anti-aliasing: s×s rays per pixel
     # Scene design (data/scenes.py): object count, colouring, and the orbit of the cameras.
-    min_primitives: int = 2
-    max_primitives: int = 4
-    part_colours: bool = True  # every face/part its own colour; False: one colour per primitive
-    camera_radius: float = 3.5  # orbit radius (world units; the scene spans about ±1)
+    min_primitives: int = 1
+    max_primitives: int = 3
+    part_colours: bool = False  # every face/part its own colour; False: one colour per primitive
+    camera_radius: float = 2.8  # orbit radius (world units; the scene spans about ±1)
     elevations_deg: tuple[float, ...] = (15.0, 35.0)  # cycled over the views
 
     def __post_init__(self) -> None:
