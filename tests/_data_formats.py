@@ -100,6 +100,7 @@ def write_colmap(root: Path, truths: list[Truth], *, binary: bool) -> None:
 
 
 def write_realestate(root: Path, truths: list[Truth]) -> None:
+    root.mkdir(parents=True, exist_ok=True)
     for t in truths:
         h, w = t.rgb.shape[1:3]
         stamps = [1_000_000 + 33_366 * i for i in range(len(t.rgb))]

@@ -45,6 +45,8 @@ def co3d_dataset(config: CO3DConfig, *, split: str = "train", views: int = 4, se
         try:
             sequences = read_co3d_annotations(path, root)
         except DataError as err:  # the whole file is unusable: one bad "scene" for on_error=skip
+            if config.on_error != "skip":
+                raise
             readers.append((f"{path.parent.name}/*", lambda err=err: _raise(err)))
             continue
         readers += [(name, lambda scene=scene: scene) for name, scene in sequences.items()]
