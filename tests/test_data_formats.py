@@ -185,3 +185,18 @@ def test_video_frame_folder_hand_written():
     assert torch.allclose(clip.times, torch.tensor([0.0, 0.1, 0.2], dtype=torch.float64))
     frames = read_image_frames(clip, [1])
     assert np.allclose(frames[0][0, 0], [0.0, 0.0, 1.0, 1.0])  # blue, opaque
+
+
+def test_scene_choice_and_frame_count_errors_name_the_problem(truths, tmp_path):
+    WRITERS["nerfstudio"](tmp_path, truths["general"])
+    with pytest.raises(DataError, match=r"dataset.scenes names 'nope', which is not there \(found: scene_0, scene_1"):
+        build("nerfstudio", tmp_path, scenes=("scene_0", "nope"))
+    with pytest.raises(DataError, match=r"scene_0/transforms.json: scene 'scene_0' has 5 frames, fewer than "
+                                        r"dataset.frames_per_scene=8"):
+        build("nerfstudio", tmp_path, frames_per_scene=8)
+    with pytest.raises(DataError, match=r"found 2 scene\(s\); need more than dataset.heldout_scenes=2"):
+        build("nerfstudio", tmp_path, scenes=("scene_0", "scene_1"), heldout_scenes=2, frames_per_scene=5)
+    kept = build("nerfstudio", tmp_path, frames_per_scene=3, on_error="skip")
+    assert [int(f) for f in kept.get_item(0, frames=[0, 1, 2])["frames"]] == [0, 1, 2]
+    assert kept.cameras[0].labels == ["0 (images/frame_00000.png)", "2 (images/frame_00002.png)",
+                                      "4 (images/frame_00004.png)"]  # evenly spaced of 5
