@@ -14,6 +14,7 @@ import torch
 from PIL import Image
 
 from seqrender.experiments.data import generator_from, make_scene, orbit_cameras, render
+from seqrender.experiments.data.embedded import single_thread
 from seqrender.experiments.data.primitives import Primitive
 
 FLIP_XY = np.diag([-1.0, -1.0, 1.0])
@@ -31,19 +32,22 @@ class Truth:
 def rendered_scenes(count: int = 3, views: int = 5, height: int = 16, width: int = 24, *, seed: int = 7,
                     principal_offset: tuple[float, float] = (0.0, 0.0), fy_scale: float = 1.0) -> list[Truth]:
     """`count` procedural scenes of `views` orbit views each; intrinsics may be off-centre/anisotropic."""
-    out = []
-    for s in range(count):
-        gen = generator_from(seed, s)
-        primitives = make_scene(gen)
-        k, w2c = orbit_cameras(views, height=height, width=width, generator=gen)
-        k = k.clone()
-        k[:, 0, 2] += principal_offset[0]
-        k[:, 1, 2] += principal_offset[1]
-        k[:, 1, 1] *= fy_scale
-        image = render(primitives, k, w2c, height=height, width=width).composite((1.0, 1.0, 1.0))
-        rgb = (image.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
-        out.append(Truth(f"scene_{s}", primitives, k.double(), w2c.double(), rgb))
-    return out
+    with single_thread():
+        return [_rendered_scene(s, views, height, width, seed, principal_offset, fy_scale) for s in range(count)]
+
+
+def _rendered_scene(s: int, views: int, height: int, width: int, seed: int, principal_offset: tuple[float, float],
+                    fy_scale: float) -> Truth:
+    gen = generator_from(seed, s)
+    primitives = make_scene(gen)
+    k, w2c = orbit_cameras(views, height=height, width=width, generator=gen)
+    k = k.clone()
+    k[:, 0, 2] += principal_offset[0]
+    k[:, 1, 2] += principal_offset[1]
+    k[:, 1, 1] *= fy_scale
+    image = render(primitives, k, w2c, height=height, width=width).composite((1.0, 1.0, 1.0))
+    rgb = (image.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    return Truth(f"scene_{s}", primitives, k.double(), w2c.double(), rgb)
 
 
 def save_images(folder: Path, rgb: np.ndarray, names: list[str]) -> list[Path]:

@@ -26,7 +26,7 @@ from seqrender.experiments.data.llff import read_llff_scene
 from seqrender.experiments.data.nerfstudio import read_nerfstudio_scene
 from seqrender.experiments.data.realestate import read_realestate_clip
 from seqrender.experiments.data.video import read_frame_folder
-from seqrender.experiments.data.scene_dataset import DataError, SceneDataset, read_image_frames
+from seqrender.experiments.data.scene_dataset import DataError, SceneDataset, read_image_frames, resize_crop
 from seqrender.models import registry
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -200,3 +200,30 @@ def test_scene_choice_and_frame_count_errors_name_the_problem(truths, tmp_path):
     assert [int(f) for f in kept.get_item(0, frames=[0, 1, 2])["frames"]] == [0, 1, 2]
     assert kept.cameras[0].labels == ["0 (images/frame_00000.png)", "2 (images/frame_00002.png)",
                                       "4 (images/frame_00004.png)"]  # evenly spaced of 5
+
+
+def test_resize_crop_keeps_pixels_and_intrinsics_consistent():
+    """A horizontal ramp whose value is the native pixel-centre coordinate u: after resize + crop, the
+    value stored at a new pixel is the native u that the new intrinsics map its centre ray to."""
+    height, width = 6, 12
+    u = torch.arange(width, dtype=torch.float32) + 0.5
+    images = (u / width).expand(1, 3, height, width).contiguous()
+    k = torch.tensor([[[10.0, 0.0, 6.2], [0.0, 11.0, 2.9], [0.0, 0.0, 1.0]]])
+    out, k_new = resize_crop(images, k, 3)
+    assert out.shape == (1, 3, 3, 3)
+    centres = torch.arange(3, dtype=torch.float64) + 0.5
+    x_over_z = (centres - k_new[0, 0, 2]) / k_new[0, 0, 0]  # the ray through each new pixel centre
+    native_u = k[0, 0, 0] * x_over_z + k[0, 0, 2]
+    assert torch.allclose(out[0, 0, 1].double() * width, native_u, atol=1e-5)
+    assert torch.allclose(k_new[0, 1, 1], torch.tensor(5.5)) and torch.allclose(k_new[0, 1, 2], torch.tensor(1.45))
+
+
+def test_truncated_image_fails_at_decode_with_one_line(truths, tmp_path):
+    WRITERS["nerfstudio"](tmp_path, truths["general"])
+    path = tmp_path / "scene_1" / "images" / "frame_00003.png"
+    path.write_bytes(path.read_bytes()[:60])  # header intact, pixel data cut
+    dataset = build("nerfstudio", tmp_path, frames_per_scene=5, resolution=16)
+    with pytest.raises(DataError, match=r"scene_1/transforms.json: frame 3 \(images/frame_00003.png\): cannot "
+                                        r"(decode|read) image .*frame_00003.png") as err:
+        dataset.get_item(1, frames=[0, 3])
+    assert "\n" not in str(err.value)
