@@ -8,6 +8,7 @@ field path. Both exit with status 2 and no traceback.
 """
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Callable, NoReturn
@@ -21,6 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from seqrender.experiments.config import ConfigError, RunConfig, validate_config
 from seqrender.experiments.configstore import mirror_registry, prepare_registry
+from seqrender.experiments.data.scene_dataset import DataError
 from seqrender.models import RegistryError, registry
 
 USAGE_ERROR = 2
@@ -82,4 +84,9 @@ def task(cfg: DictConfig, *, stop_requested: Callable[[], bool] | None = None) -
     run_cfg = validated(cfg)
     if run_cfg.threads:
         torch.set_num_threads(run_cfg.threads)
-    return run_job(run_cfg, run_dir=run_dir(), stop_requested=stop_requested)
+    try:
+        return run_job(run_cfg, run_dir=run_dir(), stop_requested=stop_requested)
+    except DataError as exc:  # bad files on disk: one line naming the file and the problem
+        if os.environ.get("HYDRA_FULL_ERROR") == "1":
+            raise
+        fail(f"data error: {exc}")
