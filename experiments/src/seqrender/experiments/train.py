@@ -183,8 +183,8 @@ def _optimizer_step(accelerator: Accelerator, model: nn.Module, optimizer, loss:
 
 def _check_divergence(step: int, loss: float, skipped: int, tolerated: int, ckpt_root: Path) -> None:
     """RunError once more than `tolerated` steps had a non-finite loss or gradient."""
-    print(f"step {step + 1}: non-finite loss or gradient (loss {loss}); update skipped "
-          f"({skipped} of {tolerated} tolerated)", flush=True)
+    print(f"step {step + 1}: non-finite loss or gradient (loss {loss}); update skipped ({skipped} so far, "
+          f"trainer.max_nonfinite_steps={tolerated})", flush=True)
     if skipped > tolerated:
         good = latest_checkpoint(ckpt_root)
         raise RunError(f"training stopped at step {step + 1}: non-finite loss or gradient on {skipped} steps, more "
