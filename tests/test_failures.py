@@ -240,3 +240,16 @@ def test_run_log_and_table_of_a_piped_run(pristine):
     header = next(line for line in result.stdout.splitlines() if "setting" in line)
     for name in ("trained", "untrained", "mean_reference", "nearest_reference"):
         assert f" {name} " in header, header  # column names are not cut off in a pipe
+
+
+def test_batch_not_divisible_by_processes_is_one_line(tmp_path):
+    """Two DDP processes (submitit_local) and a global batch of 3: both stop in the pre-flight check."""
+    sweep = tmp_path / "sweep"
+    result = run("-m", "hydra/launcher=submitit_local", "hydra.launcher.tasks_per_node=2", *BASE,
+                 "trainer.batch_size=3", f"hydra.sweep.dir={sweep}", data_root=tmp_path / "data")
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr and "UncompletedJobError" not in result.stderr
+    assert [line for line in _lines(result.stderr) if line.startswith("failed job ")] == [
+        f"failed job {sweep / '0'}: config error: trainer.batch_size: 3 does not split evenly over the 2 "
+        f"processes; use a multiple of 2"]
+    assert not (tmp_path / "data").exists() or not any((tmp_path / "data").rglob("*.png"))
