@@ -19,8 +19,8 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import ValueType
-from hydra.types import RunMode
 from hydra.errors import HydraException
+from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
@@ -67,20 +67,18 @@ def before_compose(argv: list[str]) -> None:
         mirror_registry()
         check_choices(argv)
         check_composition(argv)
-    except RegistryError as exc:
-        fail(f"error: {exc}")
-    except failures.UserError as exc:
+    except (RegistryError, failures.UserError) as exc:
         fail(f"error: {exc}")
 
 
 def check_composition(argv: list[str]) -> None:
-    """Compose the config as Hydra will (sweeps: their first value) and check that the run (or sweep)
+    """Compose the config as Hydra will (without the swept keys) and check that the run (or sweep)
     directory can be written. Skipped with Hydra flags other than -m, which Hydra handles itself."""
     from hydra import compose, initialize_config_dir
     from hydra.errors import ConfigCompositionException, OverrideParseException
 
     flags = [a for a in argv if a.startswith("-")]
-    if CONFIG_DIR.is_dir() is False or any(f not in ("-m", "--multirun") for f in flags):
+    if not CONFIG_DIR.is_dir() or any(f not in ("-m", "--multirun") for f in flags):
         return
     overrides = [a for a in argv if not a.startswith("-")]
     try:

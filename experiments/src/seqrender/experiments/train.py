@@ -6,8 +6,10 @@ function of seed, step and sample index); each process takes its slice. The loss
 tokens, then over samples, so DDP's gradient average over equal slices equals one process with the
 whole batch. AdamW + linear warmup + cosine decay, gradient clipping, an EMA of the weights (used
 for evaluation), atomic checkpoints every `trainer.checkpoint_every` steps and a resume from the
-newest one. `stop_requested()` is polled once per step: when true the run checkpoints and returns
-status "preempted" (SLURM requeue).
+newest usable one (`seqrender.experiments.resume`). `stop_requested()` is polled once per step: when
+true the run checkpoints and returns status "preempted" (SLURM requeue, Ctrl-C). A step whose loss or
+gradient norm is not finite makes no update; more than `trainer.max_nonfinite_steps` of them stop
+training with RunError (the last good checkpoint is left as it is).
 """
 from __future__ import annotations
 
