@@ -3,12 +3,14 @@
 Before Hydra composes: register everything (built-ins, datasets, entry-point plugins), mirror the
 registry into the ConfigStore, and check every registry-kind group choice on the command line
 (`posenc=xyz`, sweeps `posenc=rope,gta` included) so an unknown name is one line listing the
-registered names. After composing: validate with pydantic; a user error is one line naming the
-field path. Both exit with status 2 and no traceback.
+registered names; compose once on trial (unknown keys such as `trainer.nonexistent_key=1`, a run
+dir that cannot be written). After composing: validate with pydantic, run the pre-flight checks
+(`seqrender.experiments.preflight`), lock the run dir; a user error is one line naming the field
+path. All exit with status 2 and no traceback; later failures follow `seqrender.experiments.failures`.
 """
 from __future__ import annotations
 
-import os
+import re
 import sys
 from pathlib import Path
 from typing import Callable, NoReturn
@@ -18,19 +20,23 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import ValueType
 from hydra.errors import HydraException
+from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
-from seqrender.experiments.config import ConfigError, RunConfig, validate_config
+from seqrender.experiments import failures, runlock, runlog
+from seqrender.experiments.checkpoint import remove_temp_files
+from seqrender.experiments.config import validate_config
 from seqrender.experiments.configstore import mirror_registry, prepare_registry
-from seqrender.experiments.data.scene_dataset import DataError
+from seqrender.experiments.preflight import check_writable, preflight
 from seqrender.models import RegistryError, registry
 
-USAGE_ERROR = 2
+CONFIG_DIR = Path(__file__).resolve().parents[3] / "configs"
 
 
 def fail(message: str) -> NoReturn:
     print(message, file=sys.stderr)
-    raise SystemExit(USAGE_ERROR)
+    raise SystemExit(failures.USAGE_ERROR)
 
 
 def check_choices(overrides: list[str]) -> None:
@@ -54,22 +60,54 @@ def check_choices(overrides: list[str]) -> None:
 
 
 def before_compose(argv: list[str]) -> None:
-    """Registry + ConfigStore + command-line choice check; exits 2 with one line on a user error."""
+    """Registry + ConfigStore + command-line choice check + a trial composition (unknown keys, an
+    unwritable run dir); exits 2 with one line on a user error."""
     try:
         prepare_registry()
         mirror_registry()
         check_choices(argv)
-    except RegistryError as exc:
+        check_composition(argv)
+    except (RegistryError, failures.UserError) as exc:
         fail(f"error: {exc}")
 
 
-def validated(cfg: DictConfig) -> RunConfig:
-    """The composed config as a RunConfig; exits 2 with one `config error: <path>: ...` line."""
-    prepare_registry()  # again: a launcher may run the job in a fresh process
+def check_composition(argv: list[str]) -> None:
+    """Compose the config as Hydra will (without the swept keys) and check that the run (or sweep)
+    directory can be written. Skipped with Hydra flags other than -m, which Hydra handles itself."""
+    from hydra import compose, initialize_config_dir
+    from hydra.errors import ConfigCompositionException, OverrideParseException
+
+    flags = [a for a in argv if a.startswith("-")]
+    if not CONFIG_DIR.is_dir() or any(f not in ("-m", "--multirun") for f in flags):
+        return
+    overrides = [a for a in argv if not a.startswith("-")]
     try:
-        return validate_config(OmegaConf.to_container(cfg, resolve=True))
-    except ConfigError as exc:
-        fail(f"config error: {exc}")
+        trial = [o for o in overrides if not OverridesParser.create().parse_override(o).is_sweep_override()]
+        with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+            cfg = compose(config_name="config", overrides=trial, return_hydra_config=True)
+            key = "hydra.sweep.dir" if flags else "hydra.run.dir"
+            folder = _resolved(cfg, key)
+    except (ConfigCompositionException, OverrideParseException) as exc:
+        fail(_one_line(exc))
+    if folder:
+        check_writable(Path(folder), key)
+
+
+def _resolved(cfg: DictConfig, key: str) -> str | None:
+    try:
+        return str(OmegaConf.select(cfg, key, throw_on_resolution_failure=True))
+    except OmegaConfBaseException:
+        return None  # an interpolation only Hydra's run can resolve: it checks the folder itself
+
+
+def _one_line(exc: Exception) -> str:
+    """Hydra's multi-line composition message as one line; an unknown key names itself."""
+    text = f"{exc}\n{exc.__cause__ or ''}"
+    key = re.search(r"full_key: (\S+)", text)
+    if key and "not in struct" in text:
+        return f"config error: {key.group(1)}: no such key in the config (to add a new key write +{key.group(1)}=...)"
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.strip().startswith("object_type")]
+    return "error: " + " ".join(lines)
 
 
 def run_dir() -> Path:
@@ -77,16 +115,25 @@ def run_dir() -> Path:
 
 
 def task(cfg: DictConfig, *, stop_requested: Callable[[], bool] | None = None) -> dict:
-    """The Hydra task: validate, then run the main job in the Hydra run directory; training polls
-    `stop_requested` once per step (run.py passes cluster.preemptible()'s)."""
+    """The Hydra task: validate, pre-flight checks, lock the run dir, then run the main job in it;
+    training polls `stop_requested` once per step (run.py passes cluster.preemptible()'s). Every
+    failure is one line and a non-zero exit (seqrender.experiments.failures); console output is
+    copied to `<run dir>/run.log`."""
+    from accelerate import PartialState
+
     from seqrender.experiments.job import run_job
 
-    run_cfg = validated(cfg)
-    if run_cfg.threads:
-        torch.set_num_threads(run_cfg.threads)
-    try:
-        return run_job(run_cfg, run_dir=run_dir(), stop_requested=stop_requested)
-    except DataError as exc:  # bad files on disk: one line naming the file and the problem
-        if os.environ.get("HYDRA_FULL_ERROR") == "1":
-            raise
-        fail(f"data error: {exc}")
+    directory = run_dir()
+    sweep = HydraConfig.get().mode == RunMode.MULTIRUN
+    with runlog.teed(directory / "run.log"), failures.reported(directory, sweep=sweep):
+        prepare_registry()  # again: a launcher may run the job in a fresh process
+        run_cfg = validate_config(OmegaConf.to_container(cfg, resolve=True))
+        preflight(run_cfg, directory)
+        if run_cfg.threads:
+            torch.set_num_threads(run_cfg.threads)
+        with runlock.locked(directory, PartialState().process_index):
+            if PartialState().is_main_process:
+                for path in remove_temp_files(directory):
+                    print(f"removed the temporary file {path} left by an interrupted run")
+            return run_job(run_cfg, run_dir=directory, stop_requested=stop_requested)
+    return {"status": "failed"}

@@ -9,7 +9,8 @@ preemption signals turned into "checkpoint, then requeue".
   nothing.
 - `preemptible()` is a context manager around the training. Inside it, SLURM's pre-timeout signal
   (submitit's: SIGUSR2 unless `SUBMITIT_PREEMPT_SIGNAL` says otherwise; sent `signal_delay_s` before
-  the time limit) and SIGTERM (preemption, `scontrol requeue`, `scancel`) only raise a flag, which the
+  the time limit), SIGTERM (preemption, `scontrol requeue`, `scancel`) and SIGINT (Ctrl-C) only raise
+  a flag, which the
   training loop polls each step (`stop_requested`) to write a checkpoint and return. On leaving the
   block after such a signal, the handler that was there before runs: submitit's pickles the job's
   submission (hydra-submitit-launcher resubmits itself with the same overrides, so the job reruns in
@@ -23,6 +24,7 @@ import logging
 import os
 import signal
 import subprocess
+import sys
 import threading
 from contextlib import contextmanager
 from types import FrameType
@@ -75,7 +77,7 @@ def preemptible() -> Iterator[Callable[[], bool]]:
         log.warning("caught %s: checkpointing at the end of this step", signal.Signals(signum).name)
         caught.append(signum)
 
-    watched = (requeue_signal(), signal.SIGTERM)
+    watched = (requeue_signal(), signal.SIGTERM, signal.SIGINT)
     previous = {signum: signal.signal(signum, record) for signum in watched}
     try:
         yield lambda: bool(caught)
@@ -87,7 +89,12 @@ def preemptible() -> Iterator[Callable[[], bool]]:
 
 
 def _hand_over(signum: int, handler: Callable | int | None) -> None:
-    """After the checkpoint: let the pre-existing handler act on `signum`, as if it had just arrived."""
+    """After the checkpoint: let the pre-existing handler act on `signum`, as if it had just arrived;
+    Ctrl-C (SIGINT) ends with one line and exit status 130 instead of a KeyboardInterrupt traceback."""
+    if signum == signal.SIGINT and handler is signal.default_int_handler:
+        print("interrupted (SIGINT): checkpoint written; rerun the same command to resume", file=sys.stderr,
+              flush=True)
+        raise SystemExit(128 + signal.SIGINT)
     if callable(handler):
         try:
             handler(signum, None)  # submitit rank 0: pickle the resubmission, `scontrol requeue`, sys.exit

@@ -49,6 +49,7 @@ class TrainerConfig(_Strict):
     cpu: bool
     progress: bool
     activation_checkpointing: bool = False
+    max_nonfinite_steps: int = Field(default=0, ge=0)
 
 
 class EvalConfig(_Strict):

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import json
+import math
+import sys
 from pathlib import Path
 
 import matplotlib
@@ -22,7 +24,24 @@ ZOOM = 3    # nearest-neighbour upscaling of the tiny images
 
 
 def write_metrics(path: Path, metrics: dict) -> None:
-    atomic_write(path, lambda p: p.write_text(json.dumps(metrics, indent=2) + "\n"))
+    """Strict JSON: a NaN/Inf number becomes null and its dotted path is listed under "null_reasons"."""
+    reasons: dict[str, str] = {}
+    clean = _finite_or_null(metrics, "", reasons)
+    if reasons:
+        clean["null_reasons"] = reasons
+    text = json.dumps(clean, indent=2, allow_nan=False) + "\n"
+    atomic_write(path, lambda p: p.write_text(text))
+
+
+def _finite_or_null(value, path: str, reasons: dict[str, str]):
+    if isinstance(value, dict):
+        return {k: _finite_or_null(v, f"{path}.{k}" if path else str(k), reasons) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite_or_null(v, f"{path}[{i}]", reasons) for i, v in enumerate(value)]
+    if isinstance(value, float) and not math.isfinite(value):
+        reasons[path] = f"not a finite number ({value})"
+        return None
+    return value
 
 
 def _row(images: torch.Tensor, is_reference: torch.Tensor, pred: torch.Tensor) -> np.ndarray:
@@ -101,7 +120,7 @@ def print_table(results: dict) -> None:
                 lo, hi = diff["ci95"]
                 gap = f"{-diff['mean']:+.2f} [{-hi:+.2f}, {-lo:+.2f}]"
             table.add_row(setting, method, _cell(scores), gap)
-    Console(width=max(120, Console().width)).print(table)
+    Console(width=None if sys.stdout.isatty() else 1000).print(table)  # a pipe: never cut column names
 
 
 def write_orbit(path: Path, orbits: dict[int, list]) -> None:

@@ -6,8 +6,10 @@ function of seed, step and sample index); each process takes its slice. The loss
 tokens, then over samples, so DDP's gradient average over equal slices equals one process with the
 whole batch. AdamW + linear warmup + cosine decay, gradient clipping, an EMA of the weights (used
 for evaluation), atomic checkpoints every `trainer.checkpoint_every` steps and a resume from the
-newest one. `stop_requested()` is polled once per step: when true the run checkpoints and returns
-status "preempted" (SLURM requeue).
+newest usable one (`seqrender.experiments.resume`). `stop_requested()` is polled once per step: when
+true the run checkpoints and returns status "preempted" (SLURM requeue, Ctrl-C). A step whose loss or
+gradient norm is not finite makes no update; more than `trainer.max_nonfinite_steps` of them stop
+training with RunError (the last good checkpoint is left as it is).
 """
 from __future__ import annotations
 
@@ -27,12 +29,14 @@ from tqdm.auto import tqdm
 
 from seqrender.experiments.activation_checkpointing import checkpoint_blocks
 from seqrender.experiments.batching import SceneTensors, TrainBatch, make_train_batch
-from seqrender.experiments.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from seqrender.experiments.checkpoint import latest_checkpoint, save_checkpoint
 from seqrender.experiments.cluster import export_distributed_env
 from seqrender.experiments.config import RunConfig, TrainerConfig
 from seqrender.experiments.data.dynamic import GridScenes
+from seqrender.experiments.failures import RunError
 from seqrender.experiments.grid import grid_flow_loss, make_grid_batch
 from seqrender.experiments.layouts import model_layout
+from seqrender.experiments.resume import flat_config, resume, set_aside
 
 
 @dataclass
@@ -112,12 +116,15 @@ def train(cfg: RunConfig, scenes: SceneTensors | GridScenes, *, run_dir: Path,
     optimizer = torch.optim.AdamW(model.parameters(), lr=tc.lr, betas=tc.betas, weight_decay=tc.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(tc))
     ckpt_root = run_dir / "checkpoints"
-    state = _resume(ckpt_root, model=model, ema=ema, optimizer=optimizer, scheduler=scheduler)
+    config = flat_config(cfg)
+    state = _resume(ckpt_root, accelerator, config=config, model=model, ema=ema, optimizer=optimizer,
+                    scheduler=scheduler)
     model, optimizer = accelerator.prepare(model, optimizer)
     if state and accelerator.scaler is not None and state.get("scaler") is not None:
         accelerator.scaler.load_state_dict(state["scaler"])
     step = state.get("step", 0)
     losses: list[float] = state.get("losses", [])
+    skipped_steps = state.get("nonfinite_steps", 0)
     started = time.perf_counter() - state.get("seconds", 0.0)   # so elapsed() sums resumed segments
     draw, loss_fn = batch_and_loss(cfg, scenes, cfg.sampler.build())
     slice_size = _slice_size(tc.batch_size, accelerator.num_processes)
@@ -132,7 +139,8 @@ def train(cfg: RunConfig, scenes: SceneTensors | GridScenes, *, run_dir: Path,
         path = ckpt_root / f"step_{step:08d}"
         if accelerator.is_main_process:
             save_checkpoint(ckpt_root, step, model=accelerator.unwrap_model(model), ema=ema, keep=tc.keep_checkpoints,
-                            state=_state(step, optimizer, scheduler, accelerator, losses, elapsed(), cfg))
+                            state=_state(step, optimizer, scheduler, accelerator, losses, elapsed(), cfg,
+                                         skipped_steps), config=config)
         accelerator.wait_for_everyone()
         return path
 
@@ -144,16 +152,17 @@ def train(cfg: RunConfig, scenes: SceneTensors | GridScenes, *, run_dir: Path,
     while step < tc.steps:
         if _any_rank(accelerator, stop_requested):
             path = checkpoint()
+            print(f"stopped at step {step} on a signal; checkpoint {path}", flush=True)
             return TrainResult("preempted", step, elapsed(), losses, path), ema
         batch = draw(step, range(rank * slice_size, (rank + 1) * slice_size))
         loss = loss_fn(model, batch.to(accelerator.device))
-        accelerator.backward(loss)
-        accelerator.clip_grad_norm_(model.parameters(), tc.grad_clip)
-        optimizer.step()
+        losses.append(float(accelerator.reduce(loss.detach(), reduction="mean")))  # same on every rank
+        if _optimizer_step(accelerator, model, optimizer, loss, finite=math.isfinite(losses[-1]), tc=tc):
+            update_ema(ema, accelerator.unwrap_model(model), decay=0.0 if step < tc.ema_start else tc.ema_decay)
+        else:
+            skipped_steps += 1
+            _check_divergence(step, losses[-1], skipped_steps, tc.max_nonfinite_steps, ckpt_root)
         scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
-        update_ema(ema, accelerator.unwrap_model(model), decay=0.0 if step < tc.ema_start else tc.ema_decay)
-        losses.append(float(accelerator.reduce(loss.detach(), reduction="mean")))
         step += 1
         bar.update(1)
         if step % tc.log_every == 0:
@@ -166,6 +175,30 @@ def train(cfg: RunConfig, scenes: SceneTensors | GridScenes, *, run_dir: Path,
             return TrainResult("paused", step, elapsed(), losses, latest_checkpoint(ckpt_root)), ema
     bar.close()
     return TrainResult("finished", step, elapsed(), losses, latest_checkpoint(ckpt_root)), ema
+
+
+def _optimizer_step(accelerator: Accelerator, model: nn.Module, optimizer, loss: Tensor, *, finite: bool,
+                    tc: TrainerConfig) -> bool:
+    """Backward, clip, step; False (no update) when the loss or the gradient norm is not finite."""
+    if finite:
+        accelerator.backward(loss)
+        norm = accelerator.clip_grad_norm_(model.parameters(), tc.grad_clip)
+        finite = norm is None or bool(torch.isfinite(torch.as_tensor(norm)))
+        if finite:
+            optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return finite
+
+
+def _check_divergence(step: int, loss: float, skipped: int, tolerated: int, ckpt_root: Path) -> None:
+    """RunError once more than `tolerated` steps had a non-finite loss or gradient."""
+    print(f"step {step + 1}: non-finite loss or gradient (loss {loss}); update skipped ({skipped} so far, "
+          f"trainer.max_nonfinite_steps={tolerated})", flush=True)
+    if skipped > tolerated:
+        good = latest_checkpoint(ckpt_root)
+        raise RunError(f"training stopped at step {step + 1}: non-finite loss or gradient on {skipped} steps, more "
+                       f"than trainer.max_nonfinite_steps={tolerated}; last good checkpoint: "
+                       f"{good or 'none'} (lower trainer.lr or raise trainer.max_nonfinite_steps)")
 
 
 def _log(bar, step: int, steps: int, loss: float, lr: float, *, quiet: bool) -> None:
@@ -189,7 +222,7 @@ def _any_rank(accelerator: Accelerator, stop_requested: Callable[[], bool] | Non
     return bool(flag > 0)
 
 
-def _state(step, optimizer, scheduler, accelerator, losses, seconds, cfg: RunConfig) -> dict:
+def _state(step, optimizer, scheduler, accelerator, losses, seconds, cfg: RunConfig, nonfinite_steps: int) -> dict:
     return {
         "step": step,
         "optimizer": optimizer.state_dict(),
@@ -199,19 +232,22 @@ def _state(step, optimizer, scheduler, accelerator, losses, seconds, cfg: RunCon
         "data": {"seed": cfg.seed, "samples_seen": step * cfg.trainer.batch_size},
         "losses": list(losses),
         "seconds": seconds,
+        "nonfinite_steps": nonfinite_steps,
     }
 
 
-def _resume(root: Path, *, model, ema, optimizer, scheduler) -> dict:
-    """Load the newest complete checkpoint under `root` into the objects; {} if there is none."""
-    ckpt = latest_checkpoint(root)
-    if ckpt is None:
+def _resume(root: Path, accelerator: Accelerator, *, config: dict, model, ema, optimizer, scheduler) -> dict:
+    """Load the newest usable checkpoint under `root` into the objects ({} if there is none); the main
+    process then moves refused newer checkpoints aside (seqrender.experiments.resume)."""
+    state, skipped = resume(root, model=model, ema=ema, config=config)
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        set_aside(skipped)
+    if not state:
         return {}
-    state = load_checkpoint(ckpt, model=model, ema=ema)
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
     torch.set_rng_state(state["rng"]["torch"])
     np.random.set_state(state["rng"]["numpy"])
     random.setstate(state["rng"]["python"])
-    print(f"resuming from {ckpt} (step {state['step']})")
     return state

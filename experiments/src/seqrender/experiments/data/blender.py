@@ -79,8 +79,11 @@ def _parse_frame(path: Path, index: int, frame: object) -> tuple[Path, np.ndarra
         matrix = np.asarray(frame.get("transform_matrix"), dtype=np.float64)
     except (TypeError, ValueError) as err:
         raise ValueError(f"{where}: 'transform_matrix' must be a 4x4 list of numbers ({err})") from err
-    if matrix.shape != (4, 4) or not np.isfinite(matrix).all():
+    if matrix.shape != (4, 4):
         raise ValueError(f"{where}: 'transform_matrix' must be a finite 4x4 matrix, got shape {matrix.shape}")
+    if not np.isfinite(matrix).all():
+        bad = ", ".join(f"[{i}][{j}]={matrix[i, j]}" for i, j in zip(*np.nonzero(~np.isfinite(matrix))))
+        raise ValueError(f"{where}: 'transform_matrix' must be finite, but it holds NaN/Inf at {bad}")
     rotation = matrix[:3, :3]
     if not np.allclose(matrix[3], [0.0, 0.0, 0.0, 1.0], atol=1e-6) or not np.allclose(
             rotation.T @ rotation, np.eye(3), atol=1e-3) or np.linalg.det(rotation) < 0:
@@ -148,12 +151,29 @@ def _read_image(cameras: BlenderCameras, frame: int, background: np.ndarray) -> 
         raise FileNotFoundError(f"{where}: image {path} not found")
     try:
         with Image.open(path) as image:
-            rgba = np.asarray(image.convert("RGBA"), dtype=np.float32) / 255.0
-    except (UnidentifiedImageError, OSError, ValueError) as err:
+            rgba = _rgba(image, where=f"{where}: image {path}")
+    except (UnidentifiedImageError, OSError) as err:
         raise ValueError(f"{where}: cannot read image {path} ({err})") from err
     alpha = rgba[..., 3:]
     rgb = rgba[..., :3] * alpha + background * (1.0 - alpha)
     return torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1)))
+
+
+_SIXTEEN_BIT_GREY = {"I;16", "I;16B", "I;16L", "I"}  # how Pillow opens 16-bit greyscale PNGs
+
+
+def _rgba(image: Image.Image, *, where: str) -> np.ndarray:
+    """A PIL image -> (H, W, 4) float32 straight-alpha RGBA in [0, 1]. 16-bit greyscale is scaled by
+    1/65535 (PIL's convert("RGBA") would clip it to 0/255); 16-bit colour PNGs open as 8-bit RGB(A)."""
+    if image.mode in _SIXTEEN_BIT_GREY:
+        grey = np.asarray(image, dtype=np.float64)
+        if grey.min() < 0 or grey.max() > 65535:
+            raise ValueError(f"{where}: {image.mode} pixel values outside 0..65535 are not supported")
+        grey = (grey / 65535.0).astype(np.float32)
+        return np.stack([grey, grey, grey, np.ones_like(grey)], axis=-1)
+    if image.mode == "F" or image.mode.startswith(("I;32", "BGR")):
+        raise ValueError(f"{where}: unsupported image mode {image.mode!r} (use 8-bit or 16-bit PNG/JPEG)")
+    return np.asarray(image.convert("RGBA"), dtype=np.float32) / 255.0
 
 
 def write_scene(scene_dir: str | Path, rgba: Tensor, intrinsics: Tensor, extrinsics: Tensor, *,
