@@ -13,4 +13,5 @@ def sibling(name: str) -> str:
     return f"seqrender-{name} @ {path.as_uri()}" if (path / "pyproject.toml").exists() else f"seqrender-{name}"
 
 
-setup(install_requires=["torch>=2.1", "einops>=0.7", "safetensors>=0.4"] + [sibling(n) for n in SIBLINGS])
+setup(install_requires=["torch>=2.1", "einops>=0.7", "safetensors>=0.4"] + [sibling(n) for n in SIBLINGS],
+      extras_require={"test": ["pytest>=8", "diffusers>=0.30"]})

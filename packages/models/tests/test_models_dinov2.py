@@ -44,6 +44,11 @@ def test_loader_errors(tmp_path):
     torch.save(sd, tmp_path / "bad.pth")
     with pytest.raises(ValueError, match="unexpected \\['blocks.9.extra'\\]"):
         load_dinov2(TINY, tmp_path / "bad.pth")
+    del sd["blocks.9.extra"]
+    sd["blocks.1.mlp.fc1.weight"] = torch.zeros(7, 24)  # wrong shape: one ValueError with both shapes
+    torch.save(sd, tmp_path / "shape.pth")
+    with pytest.raises(ValueError, match=r"blocks\.1\.mlp\.fc1\.weight: file \(7, 24\) vs model \(96, 24\)"):
+        load_dinov2(TINY, tmp_path / "shape.pth")
     with pytest.raises(ValueError, match="DINOv2 name must be one of"):
         load_dinov2("dinov2_huge")
 

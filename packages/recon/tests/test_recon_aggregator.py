@@ -5,7 +5,8 @@ from seqrender.recon.aggregator import Aggregator, AggregatorConfig, load_vggt_c
 from seqrender.recon.camera_tokens import replace_camera_tokens
 from seqrender.recon.layers import Rope2D
 
-TINY = AggregatorConfig(img_size=14, patch_size=7, embed_dim=16, depth=2, num_heads=2, dino_depth=1)
+TINY = AggregatorConfig(img_size=14, patch_size=7, embed_dim=16, depth=2, num_heads=2, dino_depth=1,
+                       patch_embed="conv")
 
 
 def _images(b=1, v=2, t=3, size=14, seed=0):
@@ -151,3 +152,24 @@ def test_camera_token_replacement_exact_semantics():
     assert x.grad[:, :, 0, 0].eq(t - 1).all() and x.grad[:, :, 1:].eq(0).all()
     with pytest.raises(ValueError, match="camera_index"):
         replace_camera_tokens(tokens, camera_index=6)
+
+
+def test_default_config_is_vggt_1b_layout():
+    """AggregatorConfig() has VGGT-1B's parameter names and shapes (facebookresearch/vggt:
+    Aggregator(img_size=518, patch_size=14, embed_dim=1024, depth=24, num_heads=16,
+    patch_embed="dinov2_vitl14_reg", num_register_tokens=4)), written out here by hand."""
+    with torch.device("meta"):
+        shapes = {k: tuple(v.shape) for k, v in Aggregator().state_dict().items()}
+    expected = {
+        "camera_token": (1, 2, 1, 1024), "register_token": (1, 2, 4, 1024),
+        "patch_embed.cls_token": (1, 1, 1024), "patch_embed.pos_embed": (1, 1 + 37 * 37, 1024),
+        "patch_embed.register_tokens": (1, 4, 1024), "patch_embed.mask_token": (1, 1024),
+        "patch_embed.patch_embed.proj.weight": (1024, 3, 14, 14), "patch_embed.norm.weight": (1024,),
+        "patch_embed.blocks.23.attn.qkv.weight": (3072, 1024), "patch_embed.blocks.23.ls2.gamma": (1024,),
+        "patch_embed.blocks.23.mlp.fc1.weight": (4096, 1024),
+        "frame_blocks.23.attn.qkv.weight": (3072, 1024), "frame_blocks.23.attn.q_norm.weight": (64,),
+        "global_blocks.23.mlp.fc2.weight": (1024, 4096), "global_blocks.23.ls1.gamma": (1024,),
+    }
+    assert {k: shapes.get(k) for k in expected} == expected
+    assert "patch_embed.proj.weight" not in shapes and "patch_embed.blocks.24.norm1.weight" not in shapes
+    assert "frame_blocks.24.norm1.weight" not in shapes

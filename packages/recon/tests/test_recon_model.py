@@ -5,7 +5,7 @@ from seqrender.recon.aggregator import AggregatorConfig
 from seqrender.recon.metrics import LPIPS, LPIPSUnavailable
 from seqrender.recon.model import FeedForwardReconstructor, ReconstructorConfig
 
-AGG = AggregatorConfig(img_size=14, patch_size=7, embed_dim=16, depth=2, num_heads=2)
+AGG = AggregatorConfig(img_size=14, patch_size=7, embed_dim=16, depth=2, num_heads=2, patch_embed="conv")
 
 
 def _config(**kw):

@@ -115,7 +115,8 @@ def model_method(model: nn.Module, cfg: RunConfig) -> Method:
             rep = z.shape[0] // x.shape[0]      # 2 when CFG batches conditional + unconditional
             return model(z, t, is_reference=batch.is_reference.repeat(rep, 1),
                          intrinsics=batch.intrinsics.repeat(rep, 1, 1, 1),
-                         extrinsics=batch.extrinsics.repeat(rep, 1, 1, 1), drop_condition=drop_condition)
+                         extrinsics=batch.extrinsics.repeat(rep, 1, 1, 1), drop_condition=drop_condition,
+                         images=batch.images.repeat(rep, 1, 1, 1, 1))  # aux encoder reads references only
         return velocity
 
     return sampling_method(cfg, velocity_for)

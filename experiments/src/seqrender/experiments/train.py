@@ -77,7 +77,8 @@ def flow_loss(model: nn.Module, batch: TrainBatch) -> Tensor:
     """Velocity MSE on active target views: mean per sample over its target tokens, then mean over
     samples. Scalar."""
     pred = model(batch.noised(), batch.t, is_reference=batch.is_reference, intrinsics=batch.intrinsics,
-                 extrinsics=batch.extrinsics, frame_mask=batch.frame_mask, drop_condition=batch.drop_condition)
+                 extrinsics=batch.extrinsics, frame_mask=batch.frame_mask, drop_condition=batch.drop_condition,
+                 images=(batch.x + 1) / 2)  # clean views in [0, 1]: only references reach the aux encoder
     err = (pred - (batch.noise - batch.x)).pow(2).mean(dim=(2, 3, 4))          # (B, V)
     mask = batch.loss_mask.to(err.dtype)
     return ((err * mask).sum(1) / mask.sum(1).clamp_min(1)).mean()

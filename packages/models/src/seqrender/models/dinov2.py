@@ -12,6 +12,7 @@ import torch
 from safetensors.torch import load_file
 from torch import Tensor
 
+from seqrender.models.weights import check_state_dict
 from seqrender.recon.dinov2 import IMAGENET_MEAN, IMAGENET_STD, DinoV2, DinoV2Config, normalise_images
 
 __all__ = ["DINOV2_SIZES", "DinoV2", "DinoV2Config", "IMAGENET_MEAN", "IMAGENET_STD", "load_dinov2",
@@ -48,8 +49,9 @@ def load_dinov2(config: DinoV2Config | str, path: str | Path | None = None) -> D
     """DINOv2 for `config` (a DinoV2Config or a DINOV2_SIZES name) with weights from the local file
     `path` in the hub's key layout, or randomly initialised when path is None.
 
-    Every checkpoint tensor must match a parameter; only `mask_token` (unused at inference) may be
-    absent from the file.
+    Every checkpoint tensor must match a parameter in name and shape; only `mask_token` (unused at
+    inference) may be absent from the file. Any mismatch is one ValueError naming the keys and,
+    for a wrong shape, the file's and the model's shapes.
     """
     if isinstance(config, str):
         if config not in DINOV2_SIZES:
@@ -57,9 +59,8 @@ def load_dinov2(config: DinoV2Config | str, path: str | Path | None = None) -> D
         config = DINOV2_SIZES[config]
     model = DinoV2(config)
     if path is not None:
-        result = model.load_state_dict(read_state_dict(path), strict=False)
-        missing = [k for k in result.missing_keys if k != "mask_token"]
-        if missing or result.unexpected_keys:
-            raise ValueError(f"checkpoint {path} does not fit {config}: missing {missing}, "
-                             f"unexpected {result.unexpected_keys}")
+        state = read_state_dict(path)
+        check_state_dict(model.state_dict(), state, source=f"DINOv2 checkpoint {path}", target=config,
+                         optional=("mask_token",))
+        model.load_state_dict(state, strict=False)
     return model

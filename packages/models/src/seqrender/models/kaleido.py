@@ -18,6 +18,7 @@ rotations about the world origin leave the output unchanged, and only with `num_
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Optional
 
 import torch
@@ -51,6 +52,13 @@ class KaleidoConfig(TransformerConfig):
         check_choice("KaleidoConfig", "pose_frame", self.pose_frame, POSE_FRAMES)
         if self.aux_encoder is not None:
             check_choice("KaleidoConfig", "aux_encoder", self.aux_encoder, list(DINOV2_SIZES))
+        if self.aux_checkpoint is not None:
+            if self.aux_encoder is None:
+                raise ValueError("KaleidoConfig.aux_checkpoint is set but aux_encoder is None; name the encoder, "
+                                 f"one of {', '.join(DINOV2_SIZES)}")
+            if not Path(self.aux_checkpoint).is_file():
+                raise ValueError(f"KaleidoConfig.aux_checkpoint: DINOv2 checkpoint not found: {self.aux_checkpoint} "
+                                 "(weights are never downloaded)")
 
 
 class KaleidoBlock(nn.Module):

@@ -23,6 +23,8 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
+from seqrender.models.weights import check_state_dict
+
 WEIGHTS_NAME = "diffusion_pytorch_model.safetensors"
 CONFIG_NAME = "config.json"
 # diffusers renamed the mid-block attention's parameters; old checkpoints still carry these names
@@ -292,14 +294,7 @@ class AutoencoderKL(nn.Module):
         """Load diffusers-named tensors (old attention names accepted), failing with the first
         missing, unexpected or mis-shaped keys named."""
         state = {_rename_deprecated(k): v for k, v in state.items()}
-        own = self.state_dict()
-        missing = sorted(set(own) - set(state))
-        unexpected = sorted(set(state) - set(own))
-        shapes = [f"{k}: file {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
-                  for k in sorted(set(own) & set(state)) if state[k].shape != own[k].shape]
-        if missing or unexpected or shapes:
-            raise ValueError(f"{source} does not match {self.config}: missing {missing[:5]} ({len(missing)}), "
-                             f"unexpected {unexpected[:5]} ({len(unexpected)}), shape mismatches {shapes[:5]}")
+        check_state_dict(self.state_dict(), state, source=source, target=self.config)
         self.load_state_dict(state, strict=True)
 
 

@@ -26,8 +26,11 @@ from seqrender.recon.layers import Block, PatchEmbed, Rope2D, patch_positions
 
 @dataclass(frozen=True)
 class AggregatorConfig:
-    """Defaults are VGGT-1B's aggregator (conv patch embedding; `patch_embed="dinov2"` builds the
-    DINOv2 ViT with `dino_depth` blocks instead, as VGGT's released weights use)."""
+    """Defaults are VGGT-1B's aggregator, so its released weights load into `Aggregator()` with
+    `load_vggt_checkpoint`: a DINOv2-L/14 patch embedding with 4 registers (`patch_embed="dinov2"`,
+    `dino_depth` 24 blocks) at 518 px, then 24 frame + 24 global blocks of width 1024, 16 heads.
+    `patch_embed="conv"` is a single p×p strided conv instead (lighter, for training from scratch;
+    it does not load VGGT-1B files)."""
 
     img_size: int = 518
     patch_size: int = 14
@@ -39,7 +42,7 @@ class AggregatorConfig:
     qk_norm: bool = True
     rope_freq: float = 100.0
     init_values: float = 0.01
-    patch_embed: str = "conv"
+    patch_embed: str = "dinov2"
     dino_depth: int = 24
     temporal: bool = True
 
