@@ -32,6 +32,7 @@ from seqrender.experiments.cluster import export_distributed_env
 from seqrender.experiments.config import RunConfig, TrainerConfig
 from seqrender.experiments.data.dynamic import GridScenes
 from seqrender.experiments.grid import grid_flow_loss, make_grid_batch
+from seqrender.experiments.latent import with_latents
 from seqrender.experiments.layouts import model_layout
 
 
@@ -72,8 +73,10 @@ def lr_lambda(trainer: TrainerConfig) -> Callable[[int], float]:
 def flow_loss(model: nn.Module, batch: TrainBatch) -> Tensor:
     """Velocity MSE on active target views: mean per sample over its target tokens, then mean over
     samples. Scalar."""
+    images = {} if batch.images is None else {"images": batch.images}  # latent runs: DINOv2 input
     pred = model(batch.noised(), batch.t, is_reference=batch.is_reference, intrinsics=batch.intrinsics,
-                 extrinsics=batch.extrinsics, frame_mask=batch.frame_mask, drop_condition=batch.drop_condition)
+                 extrinsics=batch.extrinsics, frame_mask=batch.frame_mask, drop_condition=batch.drop_condition,
+                 **images)
     err = (pred - (batch.noise - batch.x)).pow(2).mean(dim=(2, 3, 4))          # (B, V)
     mask = batch.loss_mask.to(err.dtype)
     return ((err * mask).sum(1) / mask.sum(1).clamp_min(1)).mean()
@@ -118,6 +121,7 @@ def train(cfg: RunConfig, scenes: SceneTensors | GridScenes, *, run_dir: Path,
     losses: list[float] = state.get("losses", [])
     started = time.perf_counter() - state.get("seconds", 0.0)   # so elapsed() sums resumed segments
     draw, loss_fn = batch_and_loss(cfg, scenes, cfg.sampler.build())
+    draw = with_latents(draw, cfg, accelerator.device)  # VAE latents when cfg.vae.enabled
     slice_size = _slice_size(tc.batch_size, accelerator.num_processes)
     rank = accelerator.process_index
     ema.to(accelerator.device)
