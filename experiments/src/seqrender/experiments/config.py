@@ -51,7 +51,14 @@ class TrainerConfig(_Strict):
     activation_checkpointing: bool = False
     grad_accum: int = Field(default=1, ge=1)      # micro-batches per optimiser step (seqrender.experiments.scale)
     compile: bool = False                          # torch.compile the model
+    compile_backend: str = "inductor"              # torch.compile backend ("eager"/"aot_eager": debugging)
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"  # accelerate mixed precision (fp16: loss scaling)
+
+    @model_validator(mode="after")
+    def _accumulation_divides_batch(self) -> "TrainerConfig":
+        if self.batch_size % self.grad_accum:
+            raise ValueError(f"grad_accum={self.grad_accum} must divide batch_size={self.batch_size}")
+        return self
 
 
 class VAESettings(_Strict):

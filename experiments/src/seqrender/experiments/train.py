@@ -25,6 +25,7 @@ from accelerate import Accelerator
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from seqrender.experiments.accumulation import accumulate_gradients
 from seqrender.experiments.activation_checkpointing import checkpoint_blocks
 from seqrender.experiments.batching import SceneTensors, TrainBatch, make_train_batch
 from seqrender.experiments.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
@@ -34,6 +35,7 @@ from seqrender.experiments.data.dynamic import GridScenes
 from seqrender.experiments.grid import grid_flow_loss, make_grid_batch
 from seqrender.experiments.latent import with_latents
 from seqrender.experiments.layouts import model_layout
+from seqrender.experiments.precision import ACCELERATE_PRECISION, enable_cpu_fp16, probe_max_activations
 
 
 @dataclass
@@ -54,9 +56,10 @@ def build_model(cfg: RunConfig) -> nn.Module:
 
 
 def make_accelerator(trainer: TrainerConfig) -> Accelerator:
-    """Export the torch.distributed environment of a SLURM task (if any), then start accelerate."""
+    """Export the torch.distributed environment of a SLURM task (if any), then start accelerate with
+    `trainer.precision` (seqrender.experiments.precision)."""
     export_distributed_env()
-    return Accelerator(cpu=trainer.cpu, mixed_precision="no")
+    return enable_cpu_fp16(Accelerator(cpu=trainer.cpu, mixed_precision=ACCELERATE_PRECISION[trainer.precision]))
 
 
 def lr_lambda(trainer: TrainerConfig) -> Callable[[int], float]:
@@ -110,6 +113,8 @@ def train(cfg: RunConfig, scenes: SceneTensors | GridScenes, *, run_dir: Path,
     ema = copy.deepcopy(model).requires_grad_(False).eval()
     if tc.activation_checkpointing:
         checkpoint_blocks(model)
+    if tc.compile:
+        model.compile(backend=tc.compile_backend)  # in place: same module, same state-dict keys (checkpoints, EMA)
     optimizer = torch.optim.AdamW(model.parameters(), lr=tc.lr, betas=tc.betas, weight_decay=tc.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(tc))
     ckpt_root = run_dir / "checkpoints"
@@ -145,9 +150,10 @@ def train(cfg: RunConfig, scenes: SceneTensors | GridScenes, *, run_dir: Path,
         if _any_rank(accelerator, stop_requested):
             path = checkpoint()
             return TrainResult("preempted", step, elapsed(), losses, path), ema
-        batch = draw(step, range(rank * slice_size, (rank + 1) * slice_size))
-        loss = loss_fn(model, batch.to(accelerator.device))
-        accelerator.backward(loss)
+        logging = (step + 1) % tc.log_every == 0
+        with probe_max_activations(accelerator.unwrap_model(model), active=logging) as probe:
+            loss = accumulate_gradients(accelerator, model, loss_fn, draw, step,
+                                        range(rank * slice_size, (rank + 1) * slice_size), tc.grad_accum)
         accelerator.clip_grad_norm_(model.parameters(), tc.grad_clip)
         optimizer.step()
         scheduler.step()
@@ -158,18 +164,22 @@ def train(cfg: RunConfig, scenes: SceneTensors | GridScenes, *, run_dir: Path,
         bar.update(1)
         if step % tc.log_every == 0:
             _log(bar, step, tc.steps, np.mean(losses[-tc.log_every:]), scheduler.get_last_lr()[0],
-                 quiet=not accelerator.is_main_process)
+                 quiet=not accelerator.is_main_process, max_act=probe.maxima)
         if step % tc.checkpoint_every == 0 or step == tc.steps:
             checkpoint()
     bar.close()
     return TrainResult("finished", step, elapsed(), losses, latest_checkpoint(ckpt_root)), ema
 
 
-def _log(bar, step: int, steps: int, loss: float, lr: float, *, quiet: bool) -> None:
-    """Loss and lr on the progress bar, or as a plain line when the bar is off (logs, SLURM)."""
+def _log(bar, step: int, steps: int, loss: float, lr: float, *, quiet: bool, max_act: list[float] = ()) -> None:
+    """Loss, lr and the largest per-block max |activation| (with its block index) on the progress
+    bar, or as a plain line when the bar is off (logs, SLURM)."""
+    figures = {"loss": f"{loss:.4f}", "lr": f"{lr:.2e}"}
+    if max_act:
+        figures["max_act"] = f"{max(max_act):.4g}@block{max_act.index(max(max_act))}"
     if bar.disable and not quiet:
-        print(f"step {step}/{steps} loss {loss:.4f} lr {lr:.2e}", flush=True)
-    bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}")
+        print(f"step {step}/{steps} " + " ".join(f"{k} {v}" for k, v in figures.items()), flush=True)
+    bar.set_postfix(**figures)
 
 
 def _slice_size(batch_size: int, processes: int) -> int:
