@@ -126,3 +126,47 @@ def test_logged_max_activation_matches_hooks_on_initial_model(train_tiny, tmp_pa
     flow_loss(model, draw(0, range(cfg.trainer.batch_size)))
     assert float(logged.group(1)) == pytest.approx(max(maxima), rel=1e-3)
     assert int(logged.group(2)) == maxima.index(max(maxima))
+
+
+def test_flop_count_matches_linear_formula():
+    """forward + backward of y = x Wᵀ: 2·B·in·out + 4·B·in·out (input and weight gradients)."""
+    from seqrender.experiments.throughput import FlopCount
+
+    layer, x = torch.nn.Linear(64, 32, bias=False), torch.randn(8, 64, requires_grad=True)
+    with FlopCount(True) as flops:
+        layer(x).sum().backward()
+    assert flops.total == 6 * 8 * 64 * 32
+    with FlopCount(False) as off:
+        layer(x).sum().backward()
+    assert off.total == 0
+
+
+def test_throughput_rates(monkeypatch):
+    from seqrender.experiments import throughput
+
+    clock = iter([10.0, 14.0])
+    monkeypatch.setattr(throughput.time, "perf_counter", lambda: next(clock))
+    meter = throughput.ThroughputMeter(samples_per_step=8, tokens_per_sample=256, flops_per_step=2e9)
+    for _ in range(5):
+        meter.step()
+    assert meter.rates() == pytest.approx({"samples_per_s": 10.0, "tokens_per_s": 2560.0, "model_gflops": 2.5})
+    assert throughput.tokens_per_sample((2, 4, 3, 32, 32), 4) == 4 * 8 * 8       # Kaleido (B, V, C, H, W)
+    assert throughput.tokens_per_sample((2, 4, 3, 16, 32, 32), 2) == 4 * 3 * 16 * 16  # grid (B, V, T, C, H, W)
+
+
+def test_logged_throughput_is_consistent(train_tiny, capsys):
+    """tokens/s = samples/s · V·(H/p)·(W/p); counted FLOPs per sample between 6 · (token-wise block
+    weights) · tokens and twice 6 · (all parameters) · tokens (adaLN weights act once per sample)."""
+    from seqrender.experiments.train import build_model
+
+    train_tiny("run", "trainer.steps=4", "trainer.log_every=2", "trainer.checkpoint_every=4")
+    lines = re.findall(r"step 4/4 .*samples_per_s ([0-9.e+]+) tokens_per_s ([0-9.e+]+) model_gflops ([0-9.e+]+)",
+                       capsys.readouterr().out)
+    samples, tokens, gflops = map(float, lines[0])
+    per_sample = 4 * (16 // 4) ** 2
+    assert tokens == pytest.approx(samples * per_sample, rel=1e-3)
+    model = build_model(run_config())
+    per_token = sum(m.weight.numel() for name, m in model.blocks.named_modules()  # token-wise linears
+                    if isinstance(m, torch.nn.Linear) and "modulation" not in name)
+    params = sum(p.numel() for p in model.parameters())
+    assert 6 * per_token * per_sample <= gflops * 1e9 / samples <= 2 * 6 * params * per_sample

@@ -36,6 +36,7 @@ from seqrender.experiments.grid import grid_flow_loss, make_grid_batch
 from seqrender.experiments.latent import with_latents
 from seqrender.experiments.layouts import model_layout
 from seqrender.experiments.precision import ACCELERATE_PRECISION, enable_cpu_fp16, probe_max_activations
+from seqrender.experiments.throughput import FlopCount, start_meter
 
 
 @dataclass
@@ -146,12 +147,14 @@ def train(cfg: RunConfig, scenes: SceneTensors | GridScenes, *, run_dir: Path,
     bar = tqdm(total=tc.steps, initial=step, desc="train", disable=not (tc.progress and accelerator.is_main_process),
                dynamic_ncols=True)
     model.train()
+    meter = None  # throughput, started after this segment's first step (FLOPs counted there)
     while step < tc.steps:
         if _any_rank(accelerator, stop_requested):
             path = checkpoint()
             return TrainResult("preempted", step, elapsed(), losses, path), ema
         logging = (step + 1) % tc.log_every == 0
-        with probe_max_activations(accelerator.unwrap_model(model), active=logging) as probe:
+        with (probe_max_activations(accelerator.unwrap_model(model), active=logging) as probe,
+              FlopCount(meter is None and not tc.compile) as flops):
             loss = accumulate_gradients(accelerator, model, loss_fn, draw, step,
                                         range(rank * slice_size, (rank + 1) * slice_size), tc.grad_accum)
         accelerator.clip_grad_norm_(model.parameters(), tc.grad_clip)
@@ -160,23 +163,30 @@ def train(cfg: RunConfig, scenes: SceneTensors | GridScenes, *, run_dir: Path,
         optimizer.zero_grad(set_to_none=True)
         update_ema(ema, accelerator.unwrap_model(model), decay=0.0 if step < tc.ema_start else tc.ema_decay)
         losses.append(float(accelerator.reduce(loss.detach(), reduction="mean")))
+        if meter is None:
+            meter = start_meter(accelerator.unwrap_model(model), draw, step, batch_size=tc.batch_size,
+                                processes=accelerator.num_processes, counted_flops=flops.total)
+        else:
+            meter.step()
         step += 1
         bar.update(1)
         if step % tc.log_every == 0:
             _log(bar, step, tc.steps, np.mean(losses[-tc.log_every:]), scheduler.get_last_lr()[0],
-                 quiet=not accelerator.is_main_process, max_act=probe.maxima)
+                 quiet=not accelerator.is_main_process, max_act=probe.maxima, rates=meter.rates())
         if step % tc.checkpoint_every == 0 or step == tc.steps:
             checkpoint()
     bar.close()
     return TrainResult("finished", step, elapsed(), losses, latest_checkpoint(ckpt_root)), ema
 
 
-def _log(bar, step: int, steps: int, loss: float, lr: float, *, quiet: bool, max_act: list[float] = ()) -> None:
-    """Loss, lr and the largest per-block max |activation| (with its block index) on the progress
-    bar, or as a plain line when the bar is off (logs, SLURM)."""
+def _log(bar, step: int, steps: int, loss: float, lr: float, *, quiet: bool, max_act: list[float] = (),
+         rates: dict[str, float] | None = None) -> None:
+    """Loss, lr, the largest per-block max |activation| (with its block index) and throughput on the
+    progress bar, or as a plain line when the bar is off (logs, SLURM)."""
     figures = {"loss": f"{loss:.4f}", "lr": f"{lr:.2e}"}
     if max_act:
         figures["max_act"] = f"{max(max_act):.4g}@block{max_act.index(max(max_act))}"
+    figures.update({k: f"{v:.4g}" for k, v in (rates or {}).items()})
     if bar.disable and not quiet:
         print(f"step {step}/{steps} " + " ".join(f"{k} {v}" for k, v in figures.items()), flush=True)
     bar.set_postfix(**figures)
