@@ -61,13 +61,20 @@ def test_preset_without_vae_path_is_one_line_error():
         run_config("preset=kaleido_s")
 
 
+README_KALEIDO_S = ["hydra/launcher=slurm_8gpu", "hydra.launcher.nodes=4", "hydra.launcher.partition=gpu",
+                    "preset=kaleido_s", "vae.path=/data/flux-vae", "model.aux_checkpoint=/data/dinov2_vitb14_pretrain.pth",
+                    "dataset=blender", "dataset.root=/data/scenes", "trainer.grad_accum=4"]
+
+
 def test_slurm_launcher_preset_n_nodes_by_8_gpus():
-    cfg = composed("hydra/launcher=slurm_8gpu", "hydra.launcher.nodes=4", "preset=kaleido_s", "vae.path=/x",
-                   hydra=True)
+    """The README's Kaleido-S command composes and validates (the sweep flag -m aside)."""
+    cfg = composed(*README_KALEIDO_S, hydra=True)
+    run = run_config(*README_KALEIDO_S)
+    assert run.dataset.name == "blender" and run.trainer.grad_accum == 4 and run.model.config.layers == 24
     launcher = cfg.hydra.launcher
     assert (launcher.nodes, launcher.tasks_per_node, launcher.gpus_per_node) == (4, 8, 8)
     assert launcher.max_num_timeout > 0 and launcher._target_.endswith("SlurmLauncher")  # requeue, from slurm.yaml
-    assert cfg.trainer.batch_size % (launcher.nodes * launcher.tasks_per_node) == 0
+    assert cfg.trainer.batch_size % (launcher.nodes * launcher.tasks_per_node * run.trainer.grad_accum) == 0
 
 
 def _tiny_vae(folder: Path) -> VAEConfig:
