@@ -1,6 +1,8 @@
 """Training throughput: samples/s, tokens/s and model FLOP/s, logged every `trainer.log_every` steps.
 
-Model FLOPs per optimiser step are counted once, on the first step of a run segment, with
+Model FLOPs per optimiser step are counted once, on the run's step 0 (only there: the counting
+dispatch mode may pick other kernels, and a resumed run must repeat the uninterrupted one exactly;
+resumed segments read the figure back from `<run dir>/throughput.json`), with
 `torch.utils.flop_counter.FlopCounterMode` around its forward + backward (matmuls, convolutions and
 attention, as the hardware executes them: activation checkpointing's recomputation counts too);
 times the number of processes for the global figure. Where counting sees nothing (a compiled
@@ -8,8 +10,10 @@ model) the estimate is the usual 6 · trainable parameters · tokens.
 """
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
@@ -71,10 +75,19 @@ class ThroughputMeter:
                 "model_gflops": steps * self.flops_per_step / seconds / 1e9}
 
 
-def start_meter(model: nn.Module, draw, step: int, *, batch_size: int, processes: int,
-                counted_flops: float) -> ThroughputMeter:
-    """The meter of a run segment, after its first step: tokens from one drawn sample's model input,
-    FLOPs per step from that step's count on this process (× processes), else the 6·N·tokens estimate."""
+def start_meter(model: nn.Module, draw, step: int, *, batch_size: int, processes: int, counted_flops: float,
+                record: Path, save: bool) -> ThroughputMeter:
+    """The meter of a run segment, after its first step: tokens from one drawn sample's model input;
+    FLOPs per step from the count of the run's step 0 on this process (× processes), saved to
+    `record` (when `save`) for resumed segments, else read from it, else the 6·N·tokens estimate."""
     tokens = tokens_per_sample(draw(step, range(1)).x.shape, model.config.patch_size)
-    flops = counted_flops * processes or analytic_flops(model, tokens) * batch_size
+    if counted_flops:
+        flops = counted_flops * processes
+        if save:
+            record.parent.mkdir(parents=True, exist_ok=True)
+            record.write_text(json.dumps({"flops_per_step": flops}))
+    elif record.is_file():
+        flops = json.loads(record.read_text())["flops_per_step"]
+    else:
+        flops = analytic_flops(model, tokens) * batch_size
     return ThroughputMeter(batch_size, tokens, flops)

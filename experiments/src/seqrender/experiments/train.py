@@ -147,14 +147,14 @@ def train(cfg: RunConfig, scenes: SceneTensors | GridScenes, *, run_dir: Path,
     bar = tqdm(total=tc.steps, initial=step, desc="train", disable=not (tc.progress and accelerator.is_main_process),
                dynamic_ncols=True)
     model.train()
-    meter = None  # throughput, started after this segment's first step (FLOPs counted there)
+    meter = None  # throughput, started after this segment's first step (FLOPs counted at step 0)
     while step < tc.steps:
         if _any_rank(accelerator, stop_requested):
             path = checkpoint()
             return TrainResult("preempted", step, elapsed(), losses, path), ema
         logging = (step + 1) % tc.log_every == 0
         with (probe_max_activations(accelerator.unwrap_model(model), active=logging) as probe,
-              FlopCount(meter is None and not tc.compile) as flops):
+              FlopCount(step == 0 and not tc.compile) as flops):
             loss = accumulate_gradients(accelerator, model, loss_fn, draw, step,
                                         range(rank * slice_size, (rank + 1) * slice_size), tc.grad_accum)
         accelerator.clip_grad_norm_(model.parameters(), tc.grad_clip)
@@ -165,7 +165,8 @@ def train(cfg: RunConfig, scenes: SceneTensors | GridScenes, *, run_dir: Path,
         losses.append(float(accelerator.reduce(loss.detach(), reduction="mean")))
         if meter is None:
             meter = start_meter(accelerator.unwrap_model(model), draw, step, batch_size=tc.batch_size,
-                                processes=accelerator.num_processes, counted_flops=flops.total)
+                                processes=accelerator.num_processes, counted_flops=flops.total,
+                                record=run_dir / "throughput.json", save=accelerator.is_main_process)
         else:
             meter.step()
         step += 1
