@@ -39,7 +39,8 @@ class SceneTensors:
 @dataclass
 class TrainBatch:
     """x, noise (B, V, 3, H, W) with x in [-1, 1]; t (B,); is_reference, loss_mask (B, V) bool;
-    frame_mask (B, V, V) bool; drop_condition (B,) bool; intrinsics (B, V, 3, 3); extrinsics (B, V, 4, 4)."""
+    frame_mask (B, V, V) bool; drop_condition (B,) bool; intrinsics (B, V, 3, 3); extrinsics (B, V, 4, 4);
+    images (B, V, 3, H, W) in [0, 1] or None: the RGB frames when x holds VAE latents (`latent`)."""
 
     x: Tensor
     noise: Tensor
@@ -50,9 +51,10 @@ class TrainBatch:
     drop_condition: Tensor
     intrinsics: Tensor
     extrinsics: Tensor
+    images: Tensor | None = None
 
     def to(self, device: torch.device) -> "TrainBatch":
-        return TrainBatch(**{k: v.to(device) for k, v in vars(self).items()})
+        return TrainBatch(**{k: None if v is None else v.to(device) for k, v in vars(self).items()})
 
     def noised(self) -> Tensor:
         """z_t (B, V, 3, H, W): targets on the path (1 − t)x + tε, references clean."""

@@ -50,6 +50,31 @@ class TrainerConfig(_Strict):
     progress: bool
     activation_checkpointing: bool = False
     max_nonfinite_steps: int = Field(default=0, ge=0)
+    grad_accum: int = Field(default=1, ge=1)      # micro-batches per optimiser step (seqrender.experiments.scale)
+    compile: bool = False                          # torch.compile the model
+    compile_backend: str = "inductor"              # torch.compile backend ("eager"/"aot_eager": debugging)
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"  # accelerate mixed precision (fp16: loss scaling)
+
+    @model_validator(mode="after")
+    def _accumulation_divides_batch(self) -> "TrainerConfig":
+        if self.batch_size % self.grad_accum:
+            raise ValueError(f"grad_accum={self.grad_accum} must divide batch_size={self.batch_size}")
+        return self
+
+
+class VAESettings(_Strict):
+    """Latent-space training (seqrender.experiments.latent): images are encoded by a frozen local
+    diffusers-format AutoencoderKL before noising; the model's in_channels must be its latent channels."""
+
+    enabled: bool = False
+    path: str | None = None  # local folder with diffusion_pytorch_model.safetensors + config.json
+
+    @model_validator(mode="after")
+    def _path_when_enabled(self) -> "VAESettings":
+        if self.enabled and not self.path:
+            raise ValueError("path is required when vae.enabled is true (a local diffusers AutoencoderKL folder; "
+                             "weights are never downloaded)")
+        return self
 
 
 class EvalConfig(_Strict):
@@ -89,6 +114,7 @@ class RunConfig(_Strict):
     schedule: Component
     solver: Component
     dataset: Component
+    vae: VAESettings = VAESettings()
 
     @model_validator(mode="after")
     def _views_cover_settings(self) -> "RunConfig":

@@ -27,6 +27,7 @@ from accelerate import Accelerator
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from seqrender.experiments.accumulation import accumulate_gradients
 from seqrender.experiments.activation_checkpointing import checkpoint_blocks
 from seqrender.experiments.batching import SceneTensors, TrainBatch, make_train_batch
 from seqrender.experiments.checkpoint import latest_checkpoint, save_checkpoint
@@ -35,8 +36,11 @@ from seqrender.experiments.config import RunConfig, TrainerConfig
 from seqrender.experiments.data.dynamic import GridScenes
 from seqrender.experiments.failures import RunError
 from seqrender.experiments.grid import grid_flow_loss, make_grid_batch
+from seqrender.experiments.latent import with_latents
 from seqrender.experiments.layouts import model_layout
 from seqrender.experiments.resume import flat_config, resume, set_aside
+from seqrender.experiments.precision import ACCELERATE_PRECISION, enable_cpu_fp16, probe_max_activations
+from seqrender.experiments.throughput import FlopCount, start_meter
 
 
 @dataclass
@@ -57,9 +61,10 @@ def build_model(cfg: RunConfig) -> nn.Module:
 
 
 def make_accelerator(trainer: TrainerConfig) -> Accelerator:
-    """Export the torch.distributed environment of a SLURM task (if any), then start accelerate."""
+    """Export the torch.distributed environment of a SLURM task (if any), then start accelerate with
+    `trainer.precision` (seqrender.experiments.precision)."""
     export_distributed_env()
-    return Accelerator(cpu=trainer.cpu, mixed_precision="no")
+    return enable_cpu_fp16(Accelerator(cpu=trainer.cpu, mixed_precision=ACCELERATE_PRECISION[trainer.precision]))
 
 
 def lr_lambda(trainer: TrainerConfig) -> Callable[[int], float]:
@@ -76,9 +81,11 @@ def lr_lambda(trainer: TrainerConfig) -> Callable[[int], float]:
 def flow_loss(model: nn.Module, batch: TrainBatch) -> Tensor:
     """Velocity MSE on active target views: mean per sample over its target tokens, then mean over
     samples. Scalar."""
+    # RGB for the aux encoder (only references reach it): the batch's own in latent runs, else x in [0, 1]
+    images = batch.images if batch.images is not None else (batch.x + 1) / 2
     pred = model(batch.noised(), batch.t, is_reference=batch.is_reference, intrinsics=batch.intrinsics,
                  extrinsics=batch.extrinsics, frame_mask=batch.frame_mask, drop_condition=batch.drop_condition,
-                 images=(batch.x + 1) / 2)  # clean views in [0, 1]: only references reach the aux encoder
+                 images=images)
     err = (pred - (batch.noise - batch.x)).pow(2).mean(dim=(2, 3, 4))          # (B, V)
     mask = batch.loss_mask.to(err.dtype)
     return ((err * mask).sum(1) / mask.sum(1).clamp_min(1)).mean()
@@ -114,6 +121,8 @@ def train(cfg: RunConfig, scenes: SceneTensors | GridScenes, *, run_dir: Path,
     ema = copy.deepcopy(model).requires_grad_(False).eval()
     if tc.activation_checkpointing:
         checkpoint_blocks(model)
+    if tc.compile:
+        model.compile(backend=tc.compile_backend)  # in place: same module, same state-dict keys (checkpoints, EMA)
     optimizer = torch.optim.AdamW(model.parameters(), lr=tc.lr, betas=tc.betas, weight_decay=tc.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(tc))
     ckpt_root = run_dir / "checkpoints"
@@ -128,6 +137,7 @@ def train(cfg: RunConfig, scenes: SceneTensors | GridScenes, *, run_dir: Path,
     skipped_steps = state.get("nonfinite_steps", 0)
     started = time.perf_counter() - state.get("seconds", 0.0)   # so elapsed() sums resumed segments
     draw, loss_fn = batch_and_loss(cfg, scenes, cfg.sampler.build())
+    draw = with_latents(draw, cfg, accelerator.device)  # VAE latents when cfg.vae.enabled
     slice_size = _slice_size(tc.batch_size, accelerator.num_processes)
     rank = accelerator.process_index
     ema.to(accelerator.device)
@@ -150,25 +160,35 @@ def train(cfg: RunConfig, scenes: SceneTensors | GridScenes, *, run_dir: Path,
     bar = tqdm(total=tc.steps, initial=step, desc="train", disable=not (tc.progress and accelerator.is_main_process),
                dynamic_ncols=True)
     model.train()
+    meter = None  # throughput, started after this segment's first step (FLOPs counted at step 0)
     while step < tc.steps:
         if _any_rank(accelerator, stop_requested):
             path = checkpoint()
             print(f"stopped at step {step} on a signal; checkpoint {path}", flush=True)
             return TrainResult("preempted", step, elapsed(), losses, path), ema
-        batch = draw(step, range(rank * slice_size, (rank + 1) * slice_size))
-        loss = loss_fn(model, batch.to(accelerator.device))
+        logging = (step + 1) % tc.log_every == 0
+        with (probe_max_activations(accelerator.unwrap_model(model), active=logging) as probe,
+              FlopCount(step == 0 and not tc.compile) as flops):
+            loss = accumulate_gradients(accelerator, model, loss_fn, draw, step,
+                                        range(rank * slice_size, (rank + 1) * slice_size), tc.grad_accum)
         losses.append(float(accelerator.reduce(loss.detach(), reduction="mean")))  # same on every rank
-        if _optimizer_step(accelerator, model, optimizer, loss, finite=math.isfinite(losses[-1]), tc=tc):
+        if _optimizer_step(accelerator, model, optimizer, finite=math.isfinite(losses[-1]), tc=tc):
             update_ema(ema, accelerator.unwrap_model(model), decay=0.0 if step < tc.ema_start else tc.ema_decay)
         else:
             skipped_steps += 1
             _check_divergence(step, losses[-1], skipped_steps, tc.max_nonfinite_steps, ckpt_root)
         scheduler.step()
+        if meter is None:
+            meter = start_meter(accelerator.unwrap_model(model), draw, step, batch_size=tc.batch_size,
+                                processes=accelerator.num_processes, counted_flops=flops.total,
+                                record=run_dir / "throughput.json", save=accelerator.is_main_process)
+        else:
+            meter.step()
         step += 1
         bar.update(1)
         if step % tc.log_every == 0:
             _log(bar, step, tc.steps, np.mean(losses[-tc.log_every:]), scheduler.get_last_lr()[0],
-                 quiet=not accelerator.is_main_process)
+                 quiet=not accelerator.is_main_process, max_act=probe.maxima, rates=meter.rates())
         if step % tc.checkpoint_every == 0 or step == tc.steps or step == stop_at:
             checkpoint()
         if step == stop_at and step < tc.steps:
@@ -178,11 +198,11 @@ def train(cfg: RunConfig, scenes: SceneTensors | GridScenes, *, run_dir: Path,
     return TrainResult("finished", step, elapsed(), losses, latest_checkpoint(ckpt_root)), ema
 
 
-def _optimizer_step(accelerator: Accelerator, model: nn.Module, optimizer, loss: Tensor, *, finite: bool,
+def _optimizer_step(accelerator: Accelerator, model: nn.Module, optimizer, *, finite: bool,
                     tc: TrainerConfig) -> bool:
-    """Backward, clip, step; False (no update) when the loss or the gradient norm is not finite."""
+    """Clip and step on the accumulated gradients; False (no update) when the loss or the gradient
+    norm is not finite. Gradients are cleared either way."""
     if finite:
-        accelerator.backward(loss)
         norm = accelerator.clip_grad_norm_(model.parameters(), tc.grad_clip)
         finite = norm is None or bool(torch.isfinite(torch.as_tensor(norm)))
         if finite:
@@ -202,11 +222,17 @@ def _check_divergence(step: int, loss: float, skipped: int, tolerated: int, ckpt
                        f"{good or 'none'} (lower trainer.lr or raise trainer.max_nonfinite_steps)")
 
 
-def _log(bar, step: int, steps: int, loss: float, lr: float, *, quiet: bool) -> None:
-    """Loss and lr on the progress bar, or as a plain line when the bar is off (logs, SLURM)."""
+def _log(bar, step: int, steps: int, loss: float, lr: float, *, quiet: bool, max_act: list[float] = (),
+         rates: dict[str, float] | None = None) -> None:
+    """Loss, lr, the largest per-block max |activation| (with its block index) and throughput on the
+    progress bar, or as a plain line when the bar is off (logs, SLURM)."""
+    figures = {"loss": f"{loss:.4f}", "lr": f"{lr:.2e}"}
+    if max_act:
+        figures["max_act"] = f"{max(max_act):.4g}@block{max_act.index(max(max_act))}"
+    figures.update({k: f"{v:.4g}" for k, v in (rates or {}).items()})
     if bar.disable and not quiet:
-        print(f"step {step}/{steps} loss {loss:.4f} lr {lr:.2e}", flush=True)
-    bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}")
+        print(f"step {step}/{steps} " + " ".join(f"{k} {v}" for k, v in figures.items()), flush=True)
+    bar.set_postfix(**figures)
 
 
 def _slice_size(batch_size: int, processes: int) -> int:

@@ -68,9 +68,10 @@ def _pairs(x: Tensor, layout: str) -> tuple[Tensor, Tensor]:
 
 
 def _complex_view(x: Tensor) -> Tensor | None:
-    """``x (..., 2n)`` interleaved pairs as a complex ``(..., n)`` view, or None if strides forbid it."""
+    """``x (..., 2n)`` interleaved pairs as a complex ``(..., n)`` view, or None if strides forbid it
+    or torch.compile is tracing (its fake tensors reject complex views of strided pairs)."""
     pairs = x.unflatten(-1, (-1, 2))
-    if pairs.stride(-1) != 1 or x.storage_offset() % 2 or any(s % 2 for s in pairs.stride()[:-1]):
+    if torch.compiler.is_compiling() or pairs.stride(-1) != 1 or x.storage_offset() % 2 or any(s % 2 for s in pairs.stride()[:-1]):
         return None
     return torch.view_as_complex(pairs)
 

@@ -1,9 +1,11 @@
 """One entry point for fused view-time attention, with the backend chosen by name."""
 
+import math
+
 import torch
 from torch import Tensor
 
-from .decomposed import decomposed_viewtime
+from .decomposed import decomposed_viewtime, private_ops_available
 from .reference import reference_viewtime
 
 BACKENDS = ("auto", "reference", "decomposed", "flex", "triton")
@@ -24,12 +26,53 @@ def check_backend(backend: str) -> None:
         raise ValueError(f"backend must be one of {', '.join(BACKENDS)}; got {backend!r}")
 
 
-def resolve_backend(backend: str, device: torch.device) -> str:
-    """Map "auto" to a concrete backend: triton on CUDA when installed, else decomposed."""
+# Fraction of the ideal speed-up V·T / (V + T − 1) that `decomposed` (private CPU flash op) reaches
+# over dense masked SDPA, by total tokens N = V·T·S: below ~1K tokens its fixed costs (relayouts, 2–3
+# kernel calls, the merge) dominate. Fitted to benchmarks/viewtime_dispatch.py on the 2-core CI CPU
+# (8 q / 2 kv heads, d = 64, forward and forward + backward; README "Which backend `auto` picks").
+DECOMPOSED_EFFICIENCY = ((1024, 0.2), (2048, 0.45), (4096, 0.7))
+
+
+def ideal_speedup(views: int, times: int) -> float:
+    """Dense-to-pattern work ratio V·T / (V + T − 1): 1 when V or T is 1 (the pattern is full)."""
+    return views * times / (views + times - 1)
+
+
+def decomposed_efficiency(tokens_total: int) -> float:
+    """DECOMPOSED_EFFICIENCY interpolated linearly in log2 N: constant beyond the last point,
+    extrapolated (down to 0) below the first."""
+    points = [(math.log2(n), e) for n, e in DECOMPOSED_EFFICIENCY]
+    x = math.log2(max(tokens_total, 1))
+    if x >= points[-1][0]:
+        return points[-1][1]
+    (xa, ea), (xb, eb) = next((a, b) for a, b in zip(points, points[1:]) if x <= b[0])
+    return max(0.0, ea + (eb - ea) * (x - xa) / (xb - xa))
+
+
+def choose_cpu_backend(views: int, times: int, tokens: int, *, private_ops: bool = True) -> str:
+    """The faster exact CPU backend for a V × T grid of S-token frames: "decomposed" when its
+    predicted speed-up over dense masked SDPA, ideal_speedup · decomposed_efficiency(V·T·S),
+    exceeds 1, else "reference". Without the private flash ops, decomposed materialises its scores
+    and is never faster: "reference"."""
+    if not private_ops:
+        return "reference"
+    predicted = ideal_speedup(views, times) * decomposed_efficiency(views * times * tokens)
+    return "decomposed" if predicted > 1.0 else "reference"
+
+
+def resolve_backend(backend: str, q: Tensor, views: int, times: int) -> str:
+    """Map "auto" to a concrete backend for q (B, H, V·T·S, d): triton on CUDA when installed;
+    on CPU the faster of decomposed and reference for the shape (`choose_cpu_backend`); reference
+    on other devices (dense SDPA kernels; the public decomposed path materialises scores)."""
     check_backend(backend)
     if backend != "auto":
         return backend
-    return "triton" if device.type == "cuda" and triton_available() else "decomposed"
+    if q.device.type == "cuda" and triton_available():
+        return "triton"
+    if q.device.type != "cpu":
+        return "reference"
+    tokens = q.shape[2] // (views * times)
+    return choose_cpu_backend(views, times, tokens, private_ops=private_ops_available(q))
 
 
 def check_viewtime_inputs(q, k, v, views, times, registers, frame_mask) -> None:
@@ -64,11 +107,12 @@ def viewtime_attention(
     q (B, Hq, V·T·S, d), k and v (B, Hkv, V·T·S, d), tokens ordered (v, t, s); Hq a multiple of Hkv.
     registers: (keys, values), each (R, Hkv, d), always attendable. frame_mask: (B, V·T, V·T) bool
     over frames f = v·T + t, AND-ed with the pattern. Returns (B, Hq, V·T·S, d).
-    backend: "auto" (triton on CUDA when installed, else decomposed), "reference", "decomposed",
+    backend: "auto" (triton on CUDA when installed; on CPU the faster of decomposed and reference
+    for the shape, see `choose_cpu_backend`), "reference", "decomposed",
     "flex" or "triton".
     """
-    backend = resolve_backend(backend, q.device)
     check_viewtime_inputs(q, k, v, views, times, registers, frame_mask)
+    backend = resolve_backend(backend, q, views, times)
     kwargs = dict(registers=registers, frame_mask=frame_mask)
     if backend == "reference":
         return reference_viewtime(q, k, v, views, times, **kwargs)

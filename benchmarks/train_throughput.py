@@ -1,0 +1,103 @@
+"""Training throughput of the main job's model (config.yaml + preset kaleido: pixel-space Kaleido,
+4 blocks, hidden 128, GTA; batch 8 of 4 views at 32×32) on this CPU, float32.
+
+One training step = the real loop's pieces: batch drawn by `batching.make_train_batch` from random
+scenes, `train.flow_loss` forward + backward through `accumulation.accumulate_gradients`, gradient
+clipping and AdamW. Model FLOPs per step are counted with FlopCounterMode (matmuls + attention);
+useful GFLOP/s ÷ this CPU's float32 matmul GFLOP/s measured in the same run is the utilisation.
+Rows: batch sizes (the main job uses 8) and, for batch 8, 1 thread. `--quick`: fewer steps.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import warnings
+from pathlib import Path
+
+import torch
+from accelerate import Accelerator
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+from _common import matmul_gflops, parse_args, report
+from seqrender.experiments.accumulation import accumulate_gradients
+from seqrender.experiments.batching import SceneTensors
+from seqrender.experiments.cli import before_compose
+from seqrender.experiments.config import validate_config
+from seqrender.experiments.throughput import FlopCount, tokens_per_sample
+from seqrender.experiments.train import batch_and_loss, build_model
+
+CONFIGS = Path(__file__).resolve().parents[1] / "experiments" / "configs"
+
+
+def main_job_config(batch_size: int):
+    before_compose([])
+    with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=[f"trainer.batch_size={batch_size}"])
+    return validate_config(OmegaConf.to_container(cfg, resolve=True))
+
+
+def random_scenes(cfg, count: int = 16) -> SceneTensors:
+    """Random scenes at the dataset's resolution with orbit-like cameras (content does not matter)."""
+    gen = torch.Generator().manual_seed(0)
+    res, views = cfg.dataset.config.resolution, 16
+    intrinsics = torch.tensor([[res, 0.0, res / 2], [0.0, res, res / 2], [0.0, 0.0, 1.0]]).expand(count, views, 3, 3)
+    extrinsics = torch.eye(4).repeat(count, views, 1, 1)
+    extrinsics[..., :3, 3] = torch.randn(count, views, 3, generator=gen)
+    return SceneTensors(torch.rand(count, views, 3, res, res, generator=gen), intrinsics.clone(), extrinsics)
+
+
+def measure(batch_size: int, steps: int) -> dict:
+    """Median step time, FLOPs per step and tokens per sample of the main job's training step."""
+    cfg = main_job_config(batch_size)
+    model = build_model(cfg).train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.trainer.lr)
+    accelerator = Accelerator(cpu=True)
+    draw, loss_fn = batch_and_loss(cfg, random_scenes(cfg), cfg.sampler.build())
+
+    def step(i: int, count_flops: bool = False) -> int:
+        with FlopCount(count_flops) as flops:
+            accumulate_gradients(accelerator, model, loss_fn, draw, i, range(batch_size), 1)
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.trainer.grad_clip)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        return flops.total
+
+    flops = step(0, count_flops=True)
+    times = []
+    for i in range(1, steps + 1):
+        start = time.perf_counter()
+        step(i)
+        times.append(time.perf_counter() - start)
+    seconds = sorted(times)[len(times) // 2]
+    tokens = tokens_per_sample(draw(0, range(1)).x.shape, cfg.model.config.patch_size)
+    return {"seconds": seconds, "flops": flops, "tokens": tokens}
+
+
+def main() -> None:
+    args = parse_args(__doc__.splitlines()[0])
+    warnings.simplefilter("ignore")
+    steps = 3 if args.quick else 10
+    threads = torch.get_num_threads()
+    cases = [(8, threads)] if args.quick else [(4, threads), (8, threads), (16, threads), (8, 1)]
+    rows = []
+    for batch_size, n_threads in cases:
+        torch.set_num_threads(n_threads)
+        rate = matmul_gflops()
+        m = measure(batch_size, steps)
+        useful = m["flops"] / m["seconds"] / 1e9
+        rows.append({
+            "batch": batch_size, "threads": n_threads, "step s": m["seconds"],
+            "samples/s": batch_size / m["seconds"], "tokens/s": batch_size * m["tokens"] / m["seconds"],
+            "GFLOP/step": m["flops"] / 1e9, "useful GFLOP/s": useful, "matmul GFLOP/s": rate,
+            "utilisation": useful / rate,
+        })
+    torch.set_num_threads(threads)
+    report("Main-job training step (Kaleido, pixel space, CPU float32)", rows, json_path=args.json,
+           model="main job: 4 blocks, hidden 128, 4/2 heads, GTA, 4 views of 32x32, 4x4 patches (64 tokens/view)",
+           goal="utilisation >= 0.5", omp_threads=os.environ.get("OMP_NUM_THREADS", "default"))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,57 @@
+"""Latent-space training batches: the paper's Kaleido works on VAE latents (8× spatial compression,
+16 channels; SPEC §1), not pixels.
+
+`with_latents(draw, cfg, device)` wraps a batch function `draw(step, indices) -> TrainBatch`: it
+encodes the pixel batch with a frozen local AutoencoderKL (posterior mean), keeps the RGB images
+(for the DINOv2 features of the reference views), rescales the intrinsics to the latent grid and
+draws latent-shaped noise from the stream keyed (seed, step, sample, 1), so a resumed or DDP run
+still draws exactly what one uninterrupted run draws.
+"""
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Callable
+
+import torch
+
+from seqrender.experiments.batching import TrainBatch
+from seqrender.experiments.config import RunConfig
+from seqrender.experiments.data.seeding import generator_from
+from seqrender.models.vae import AutoencoderKL
+
+NOISE_STREAM = 1  # fourth key of the per-sample generator: latent noise
+
+
+def load_vae(cfg: RunConfig, device: torch.device) -> AutoencoderKL | None:
+    """The frozen VAE of `cfg.vae` on `device` (None when latent training is off); checks that the
+    model's in_channels equal the VAE's latent channels."""
+    if not cfg.vae.enabled:
+        return None
+    vae = AutoencoderKL.from_pretrained_local(cfg.vae.path).requires_grad_(False).eval().to(device)
+    channels = getattr(cfg.model.config, "in_channels", None)
+    if channels != vae.config.latent_channels:
+        raise ValueError(f"model.in_channels={channels} must equal the VAE's latent_channels="
+                         f"{vae.config.latent_channels} ({cfg.vae.path})")
+    return vae
+
+
+@torch.no_grad()
+def encode_batch(batch: TrainBatch, vae: AutoencoderKL, *, seed: int, step: int, indices: range) -> TrainBatch:
+    """Pixel batch (x (B, V, 3, H, W) in [-1, 1]) -> latent batch (x, noise (B, V, C, H/f, W/f)),
+    images (B, V, 3, H, W) in [0, 1], intrinsics in latent pixels."""
+    f = vae.config.downsample_factor
+    latents = vae.encode(batch.x)
+    noise = torch.stack([torch.randn(latents.shape[1:], generator=generator_from(seed, step, g, NOISE_STREAM))
+                         for g in indices]).to(latents.device)
+    scale = torch.tensor([1 / f, 1 / f, 1.0], dtype=batch.intrinsics.dtype, device=batch.intrinsics.device)
+    return replace(batch, x=latents, noise=noise, images=(batch.x + 1) / 2,
+                   intrinsics=batch.intrinsics * scale[:, None])
+
+
+def with_latents(draw: Callable, cfg: RunConfig, device: torch.device) -> Callable:
+    """`draw` itself when cfg.vae is off, else draw(step, indices) on `device`, then encoded."""
+    vae = load_vae(cfg, device)
+    if vae is None:
+        return draw
+    return lambda step, indices: encode_batch(draw(step, indices).to(device), vae, seed=cfg.seed, step=step,
+                                              indices=indices)
