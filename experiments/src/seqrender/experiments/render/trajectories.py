@@ -156,7 +156,7 @@ def read_poses(path: Path) -> Tensor:
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
         raise RenderError(f"render.trajectory: {path}: not a readable JSON poses file ({err})") from None
     if isinstance(meta, dict) and isinstance(meta.get("extrinsics"), list):
-        return _rigid(path, meta["extrinsics"], "extrinsics")
+        return _rigid(path, meta["extrinsics"], "extrinsics").float()
     if isinstance(meta, dict) and isinstance(meta.get("frames"), list):
         c2w = _rigid(path, [f.get("transform_matrix") if isinstance(f, dict) else None for f in meta["frames"]],
                      "frames[].transform_matrix")
