@@ -32,6 +32,8 @@ def reconstruct(files: list[Path], *, workdir: Path, max_features: int = 8192, s
     reason when it fails."""
     import pycolmap
 
+    pycolmap.logging.minloglevel = 2  # errors only: COLMAP's info log is thousands of lines
+    pycolmap.set_random_seed(seed)    # RANSAC and mapping draws: repeatable results
     folder = files[0].parent
     workdir = Path(workdir)
     shutil.rmtree(workdir, ignore_errors=True)
@@ -42,16 +44,20 @@ def reconstruct(files: list[Path], *, workdir: Path, max_features: int = 8192, s
     reader = pycolmap.ImageReaderOptions()
     reader.camera_model = "SIMPLE_PINHOLE"
     names = [f.name for f in files]
+    print(f"structure-from-motion on {len(files)} photos (SIFT, exhaustive matching, incremental mapping)")
     pycolmap.extract_features(database, folder, image_names=names, camera_mode=pycolmap.CameraMode.SINGLE,
                               reader_options=reader, extraction_options=extraction, device=pycolmap.Device.cpu)
     pycolmap.match_exhaustive(database, device=pycolmap.Device.cpu)
     options = pycolmap.IncrementalPipelineOptions()
     options.random_seed = seed
+    options.num_threads = 1           # multi-threaded bundle adjustment is not repeatable
     maps = pycolmap.incremental_mapping(database, folder, workdir / "sparse", options=options)
     if not maps:
         raise RenderError(f"render.scene: {folder}: structure-from-motion failed: no two photos share enough "
                           f"matched SIFT features to start a reconstruction (need texture and overlap)")
     best = max(maps.values(), key=lambda rec: rec.num_reg_images())
+    print(f"structure-from-motion: {best.num_reg_images()} of {len(files)} photos registered, "
+          f"{best.num_points3D()} points, mean reprojection error {best.compute_mean_reprojection_error():.2f} px")
     return _cameras(best, names, folder)
 
 
