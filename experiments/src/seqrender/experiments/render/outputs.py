@@ -23,10 +23,10 @@ def to_uint8(images: Tensor) -> np.ndarray:
     return (rearrange(images.clamp(0, 1), "v c h w -> v h w c") * 255).round().to(torch.uint8).numpy()
 
 
-def write_frames(folder: Path, images: Tensor) -> list[Path]:
+def write_frames(folder: Path, images: Tensor, *, name: str = "frame_{:03d}.png") -> list[Path]:
     """One PNG per frame, frame_000.png ... (V, 3, H, W) in [0, 1]."""
     folder.mkdir(parents=True, exist_ok=True)
-    paths = [folder / f"frame_{i:03d}.png" for i in range(len(images))]
+    paths = [folder / name.format(i) for i in range(len(images))]
     for path, pixels in zip(paths, to_uint8(images)):
         Image.fromarray(pixels).save(path)
     return paths

@@ -10,13 +10,12 @@ import argparse
 from pathlib import Path
 
 import torch
-from PIL import Image
 from torch import Tensor
 
 from seqrender.experiments.data import OrbitConfig, generator_from, make_scene, orbit_cameras, render
 from seqrender.experiments.data.primitives import Box, Primitive
 from seqrender.experiments.data.texture import SolidTexture
-from seqrender.experiments.render.outputs import to_uint8
+from seqrender.experiments.render.outputs import write_frames
 
 HELDOUT_SCENE = 300  # scene index 300 of the default embedded dataset = heldout:12
 
@@ -44,11 +43,7 @@ def textured_views(scene: int, *, views: int = 24, size: int = 160, seed: int = 
 
 def write_photos(folder: Path, images: Tensor) -> list[Path]:
     """photo_00.png ... for (V, 3, H, W) images in [0, 1]."""
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = [folder / f"photo_{i:02d}.png" for i in range(len(images))]
-    for path, pixels in zip(paths, to_uint8(images)):
-        Image.fromarray(pixels).save(path)
-    return paths
+    return write_frames(folder, images, name="photo_{:02d}.png")
 
 
 def main() -> None:
