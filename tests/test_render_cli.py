@@ -150,3 +150,18 @@ def test_command_line_errors_exit_2_with_one_line(trained, tmp_path, override, m
     result = render_cli(f"render.checkpoint={run_dir}", override, data_root=data, out=tmp_path / "render")
     lines = result.stderr.strip().splitlines()
     assert result.returncode == 2 and len(lines) == 1 and lines[0].startswith(message), result.stderr[-2000:]
+
+
+def test_blender_scene_folder_with_interpolation(trained, tmp_path, monkeypatch):
+    """A scene folder in the Blender layout (here one of the embedded dataset's): the path through its
+    3 input cameras passes through them (the first and last rendered cameras are inputs 0 and 2)."""
+    run_dir, data = trained
+    scene = next(data.glob("embedded-*/scene_0006"))
+    out = tmp_path / "render"
+    info = render_here(f"render.checkpoint={run_dir}", f"render.scene={scene}", "render.references=3",
+                       "render.trajectory=interpolate", "render.views=5", data_root=data, out=out,
+                       monkeypatch=monkeypatch)
+    assert info["views"] == 5 and info["references"] == 3
+    cams = json.loads((out / "cameras.json").read_text())
+    rendered, inputs = np.array(cams["extrinsics"]), np.array(cams["inputs"]["extrinsics"])
+    assert np.allclose(rendered[[0, 2, 4]], inputs, atol=1e-5)
