@@ -54,3 +54,16 @@ def test_sfm_failure_is_one_line(tmp_path):
     with pytest.raises(RenderError, match="structure-from-motion") as err:
         reconstruct(files, workdir=tmp_path / "sfm")
     assert "\n" not in str(err.value)
+
+
+def test_texture_scales_the_surface_colour_only():
+    from seqrender.experiments.data import generator_from, make_scene, orbit_cameras, render
+    from seqrender.experiments.data.texture import SolidTexture
+
+    prims = make_scene(generator_from(0, 1))
+    k, e = orbit_cameras(2, height=24, width=24, generator=generator_from(0, 2))
+    plain = render(prims, k, e, height=24, width=24)
+    half = render(prims, k, e, height=24, width=24, texture=lambda p: torch.full(p.shape[:1], 0.5))
+    assert torch.allclose(half.rgb, plain.rgb * 0.5, atol=1e-6) and torch.equal(half.alpha, plain.alpha)
+    factors = SolidTexture(contrast=0.7)(torch.rand(1000, 3) * 3 - 1.5)
+    assert factors.min() >= 0.3 - 1e-6 and factors.max() <= 1.0 and factors.std() > 0.1
