@@ -8,7 +8,7 @@ Not differentiable by design: it only makes data.
 
 import math
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 from einops import reduce
@@ -46,12 +46,14 @@ class RenderOutput:
 
 
 def render(primitives: Sequence[Primitive], intrinsics: Tensor, extrinsics: Tensor, *,
-           height: int, width: int, supersample: int = 1, shading: Shading = Shading()) -> RenderOutput:
+           height: int, width: int, supersample: int = 1, shading: Shading = Shading(),
+           texture: Callable[[Tensor], Tensor] | None = None) -> RenderOutput:
     """Render `primitives` from V cameras.
 
     intrinsics: (V, 3, 3) pixel units of the (height, width) image; extrinsics: (V, 4, 4)
     OpenCV world-to-camera. `supersample` s casts s×s rays per pixel and averages them (anti-aliased
-    colour and fractional alpha).
+    colour and fractional alpha). `texture` (e.g. data.texture.SolidTexture) maps hit points (N, 3)
+    to (N,) factors multiplying the colour; None: flat colours.
     """
     if supersample < 1:
         raise ValueError(f"supersample must be a positive integer, got {supersample}")
@@ -63,6 +65,9 @@ def render(primitives: Sequence[Primitive], intrinsics: Tensor, extrinsics: Tens
     origins, dirs = origins.reshape(-1, 3), dirs.reshape(-1, 3)
     distance, normal, colour = _nearest_hit(primitives, origins, dirs)
     covered = torch.isfinite(distance)
+    if texture is not None:
+        hits = covered.nonzero().squeeze(1)
+        colour[hits] = colour[hits] * texture(origins[hits] + distance[hits, None] * dirs[hits])[:, None]
     light = torch.nn.functional.normalize(torch.tensor(shading.light_direction), dim=0)
     lambert = (normal @ light).clamp_min(0.0)
     shaded = colour * (shading.ambient + shading.diffuse * lambert)[:, None] * covered[:, None]
