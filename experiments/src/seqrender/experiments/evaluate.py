@@ -206,18 +206,19 @@ def evaluate(cfg: RunConfig, scenes: SceneTensors, models: dict[str, nn.Module],
 
     Rows: "trained" (EMA, configured sampler and guidance), "trained_1step" (posterior mean),
     "shuffled_references" (trained sampler, references taken from another held-out scene, targets
-    and their poses unchanged), "untrained" (its velocity is exactly zero, so every sampler returns
+    and their poses unchanged; only with at least 2 held-out scenes), "untrained" (its velocity is exactly zero, so every sampler returns
     the noise: scored with one step), and the baselines "mean_reference" and "nearest_reference"."""
     trained = models["trained"].eval()
     results, samples = {}, {}
     for setting in cfg.eval.settings:
         batches = list(eval_batches(scenes, setting, num_items=cfg.eval.num_items,
                                     batch_size=cfg.eval.batch_size, seed=cfg.eval.seed))
-        shuffled = list(eval_batches(scenes, setting, num_items=cfg.eval.num_items,
-                                     batch_size=cfg.eval.batch_size, seed=cfg.eval.seed, shuffle_references=True))
         methods = {"trained": (model_method(trained, cfg), batches),
-                   "trained_1step": (model_method(trained, one_step(cfg)), batches),
-                   "shuffled_references": (model_method(trained, cfg), shuffled)}
+                   "trained_1step": (model_method(trained, one_step(cfg)), batches)}
+        if len(scenes) >= 2:  # another held-out scene to take the references from
+            shuffled = list(eval_batches(scenes, setting, num_items=cfg.eval.num_items, batch_size=cfg.eval.batch_size,
+                                         seed=cfg.eval.seed, shuffle_references=True))
+            methods["shuffled_references"] = (model_method(trained, cfg), shuffled)
         methods |= {name: (model_method(m.eval(), one_step(cfg)), batches)
                     for name, m in models.items() if name != "trained"}
         methods |= {"mean_reference": (mean_reference, batches), "nearest_reference": (nearest_reference, batches)}
