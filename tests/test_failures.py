@@ -236,10 +236,12 @@ def test_run_log_and_table_of_a_piped_run(pristine):
     log = (run_dir / "run.log").read_text()
     assert "\r" not in log
     assert log.count("train: 100%") == 1  # the progress bar's final state, once
-    assert "held-out novel view synthesis" in log and f"outputs in {run_dir}" in log
-    header = next(line for line in result.stdout.splitlines() if "setting" in line)
-    for name in ("trained", "untrained", "mean_reference", "nearest_reference"):
-        assert f" {name} " in header, header  # column names are not cut off in a pipe
+    assert "held-out evaluation" in log and f"outputs in {run_dir}" in log
+    lines = result.stdout.splitlines()
+    header = next(line for line in lines if "setting" in line)
+    assert " trained − method (PSNR, 95 % CI) " in header, header  # column names are not cut off in a pipe
+    for name in ("trained_1step", "untrained", "mean_reference", "nearest_reference"):
+        assert any(f" {name} " in line for line in lines), name  # nor the method names in the rows
 
 
 def test_batch_not_divisible_by_processes_is_one_line(tmp_path):
