@@ -36,5 +36,5 @@ def main(cfg: DictConfig) -> dict:
 
 
 if __name__ == "__main__":
-    cli.before_compose(sys.argv[1:])
+    cli.before_compose(sys.argv[1:], config_name="render")
     main()

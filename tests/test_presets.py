@@ -66,10 +66,14 @@ README_KALEIDO_S = ["hydra/launcher=slurm_8gpu", "hydra.launcher.nodes=4", "hydr
                     "dataset=blender", "dataset.root=/data/scenes", "trainer.grad_accum=4"]
 
 
-def test_slurm_launcher_preset_n_nodes_by_8_gpus():
-    """The README's Kaleido-S command composes and validates (the sweep flag -m aside)."""
-    cfg = composed(*README_KALEIDO_S, hydra=True)
-    run = run_config(*README_KALEIDO_S)
+def test_slurm_launcher_preset_n_nodes_by_8_gpus(tmp_path):
+    """The README's Kaleido-S command composes and validates (the sweep flag -m aside); the DINOv2
+    checkpoint must exist at config time, so a placeholder file stands in for it."""
+    weights = tmp_path / "dinov2_vitb14_pretrain.pth"
+    weights.write_bytes(b"")
+    command = [o.replace("/data/dinov2_vitb14_pretrain.pth", str(weights)) for o in README_KALEIDO_S]
+    cfg = composed(*command, hydra=True)
+    run = run_config(*command)
     assert run.dataset.name == "blender" and run.trainer.grad_accum == 4 and run.model.config.layers == 24
     launcher = cfg.hydra.launcher
     assert (launcher.nodes, launcher.tasks_per_node, launcher.gpus_per_node) == (4, 8, 8)
@@ -85,7 +89,8 @@ def _tiny_vae(folder: Path) -> VAEConfig:
     save_file({k: v.contiguous() for k, v in state.items()}, str(folder / "diffusion_pytorch_model.safetensors"))
     config = {"_class_name": "AutoencoderKL", "block_out_channels": list(vae_cfg.block_out_channels),
               "layers_per_block": 1, "latent_channels": 16, "norm_num_groups": 32,
-              "scaling_factor": vae_cfg.scaling_factor, "shift_factor": vae_cfg.shift_factor}
+              "scaling_factor": vae_cfg.scaling_factor, "shift_factor": vae_cfg.shift_factor,
+              "use_quant_conv": vae_cfg.use_quant_conv, "use_post_quant_conv": vae_cfg.use_post_quant_conv}
     (folder / "config.json").write_text(json.dumps(config))
     return vae_cfg
 

@@ -59,19 +59,19 @@ def check_choices(overrides: list[str]) -> None:
             registry.entry(override.key_or_group, name)
 
 
-def before_compose(argv: list[str]) -> None:
-    """Registry + ConfigStore + command-line choice check + a trial composition (unknown keys, an
-    unwritable run dir); exits 2 with one line on a user error."""
+def before_compose(argv: list[str], *, config_name: str = "config") -> None:
+    """Registry + ConfigStore + command-line choice check + a trial composition of `config_name`
+    (unknown keys, an unwritable run dir); exits 2 with one line on a user error."""
     try:
         prepare_registry()
         mirror_registry()
         check_choices(argv)
-        check_composition(argv)
+        check_composition(argv, config_name=config_name)
     except (RegistryError, failures.UserError) as exc:
         fail(f"error: {exc}")
 
 
-def check_composition(argv: list[str]) -> None:
+def check_composition(argv: list[str], *, config_name: str = "config") -> None:
     """Compose the config as Hydra will (without the swept keys) and check that the run (or sweep)
     directory can be written. Skipped with Hydra flags other than -m, which Hydra handles itself."""
     from hydra import compose, initialize_config_dir
@@ -84,7 +84,7 @@ def check_composition(argv: list[str]) -> None:
     try:
         trial = [o for o in overrides if not OverridesParser.create().parse_override(o).is_sweep_override()]
         with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-            cfg = compose(config_name="config", overrides=trial, return_hydra_config=True)
+            cfg = compose(config_name=config_name, overrides=trial, return_hydra_config=True)
             key = "hydra.sweep.dir" if flags else "hydra.run.dir"
             folder = _resolved(cfg, key)
     except (ConfigCompositionException, OverrideParseException) as exc:
