@@ -209,16 +209,17 @@ def evaluate(cfg: RunConfig, scenes: SceneTensors, models: dict[str, nn.Module],
     and their poses unchanged; only with at least 2 held-out scenes), "untrained" (its velocity is exactly zero, so every sampler returns
     the noise: scored with one step), and the baselines "mean_reference" and "nearest_reference"."""
     trained = models["trained"].eval()
+    sample_trained = model_method(trained, cfg)
     results, samples = {}, {}
     for setting in cfg.eval.settings:
         batches = list(eval_batches(scenes, setting, num_items=cfg.eval.num_items,
                                     batch_size=cfg.eval.batch_size, seed=cfg.eval.seed))
-        methods = {"trained": (model_method(trained, cfg), batches),
+        methods = {"trained": (sample_trained, batches),
                    "trained_1step": (model_method(trained, one_step(cfg)), batches)}
         if len(scenes) >= 2:  # another held-out scene to take the references from
             shuffled = list(eval_batches(scenes, setting, num_items=cfg.eval.num_items, batch_size=cfg.eval.batch_size,
                                          seed=cfg.eval.seed, shuffle_references=True))
-            methods["shuffled_references"] = (model_method(trained, cfg), shuffled)
+            methods["shuffled_references"] = (sample_trained, shuffled)
         methods |= {name: (model_method(m.eval(), one_step(cfg)), batches)
                     for name, m in models.items() if name != "trained"}
         methods |= {"mean_reference": (mean_reference, batches), "nearest_reference": (nearest_reference, batches)}

@@ -7,8 +7,6 @@ paired per-item differences (same items, same noise), which is what "beats it" s
 """
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 CONFIDENCE = 0.95
@@ -40,7 +38,3 @@ def summary(values: np.ndarray, *, samples: int = 2000, seed: int = 0) -> dict:
         return {"mean": None, "ci95": None, "invalid": "non-finite scores (NaN/inf predictions)"}
     lo, hi = interval(values, samples=samples, seed=seed)
     return {"mean": float(values.mean()), "ci95": [lo, hi]}
-
-
-def finite_or_none(x: float) -> float | None:
-    return x if math.isfinite(x) else None
