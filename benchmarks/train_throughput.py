@@ -2,7 +2,7 @@
 4 blocks, hidden 128, GTA; batch 8 of 4 views at 32×32) on this CPU, float32.
 
 One training step = the real loop's pieces: batch drawn by `batching.make_train_batch` from random
-scenes, `train.flow_loss` forward + backward through `accumulation.accumulate_gradients`, gradient
+scenes, `tasks.kaleido_views.flow_loss` forward + backward through `accumulation.accumulate_gradients`, gradient
 clipping and AdamW. Model FLOPs per step are counted with FlopCounterMode (matmuls + attention);
 useful GFLOP/s ÷ this CPU's float32 matmul GFLOP/s measured in the same run is the utilisation.
 Rows: batch sizes (the main job uses 8) and, for batch 8, 1 thread. `--quick`: fewer steps.
@@ -26,7 +26,8 @@ from seqrender.experiments.batching import SceneTensors
 from seqrender.experiments.cli import before_compose
 from seqrender.experiments.config import validate_config
 from seqrender.experiments.throughput import FlopCount, tokens_per_sample
-from seqrender.experiments.train import batch_and_loss, build_model
+from seqrender.experiments.tasks import task_for
+from seqrender.experiments.train import build_model
 
 CONFIGS = Path(__file__).resolve().parents[1] / "experiments" / "configs"
 
@@ -54,7 +55,8 @@ def measure(batch_size: int, steps: int) -> dict:
     model = build_model(cfg).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.trainer.lr)
     accelerator = Accelerator(cpu=True)
-    draw, loss_fn = batch_and_loss(cfg, random_scenes(cfg), cfg.sampler.build())
+    task = task_for(cfg)
+    draw, loss_fn = task.batches(cfg, random_scenes(cfg), cfg.sampler.build()), task.loss
 
     def step(i: int, count_flops: bool = False) -> int:
         with FlopCount(count_flops) as flops:

@@ -112,18 +112,20 @@ def test_reduced_precision_autocasts_and_tracks_fp32(train_tiny, monkeypatch, pr
 def test_logged_max_activation_matches_hooks_on_initial_model(train_tiny, tmp_path, capsys):
     """Step 1's logged max |block output| equals forward hooks on the initial weights (same batch)."""
     from seqrender.experiments.job import load_split
-    from seqrender.experiments.train import batch_and_loss, build_model, flow_loss
+    from seqrender.experiments.tasks import task_for
+    from seqrender.experiments.train import build_model
 
     train_tiny("run", "trainer.steps=1", "trainer.checkpoint_every=1")
     logged = re.search(r"step 1/1 .*max_act ([0-9.e+-]+)@block(\d+)", capsys.readouterr().out)
     assert logged, "no max_act in the step log"
     cfg = run_config("trainer.steps=1")
-    draw, _ = batch_and_loss(cfg, load_split(cfg, "train"), cfg.sampler.build())
+    task = task_for(cfg)
+    draw = task.batches(cfg, load_split(cfg, "train"), cfg.sampler.build())
     model = build_model(cfg)
     maxima = [0.0] * len(model.blocks)
     for i, block in enumerate(model.blocks):
         block.register_forward_hook(lambda m, a, out, i=i: maxima.__setitem__(i, float(out.abs().max())))
-    flow_loss(model, draw(0, range(cfg.trainer.batch_size)))
+    task.loss(model, draw(0, range(cfg.trainer.batch_size)))
     assert float(logged.group(1)) == pytest.approx(max(maxima), rel=1e-3)
     assert int(logged.group(2)) == maxima.index(max(maxima))
 

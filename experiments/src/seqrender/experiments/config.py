@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_validator
 
 from seqrender.experiments.layouts import mismatch, model_layout
 from seqrender.models import registry
@@ -115,6 +115,16 @@ class RunConfig(_Strict):
     solver: Component
     dataset: Component
     vae: VAESettings = VAESettings()
+    task: str | None = None  # a registered task (seqrender.experiments.tasks); None: the model's layout
+
+    @field_validator("task")
+    @classmethod
+    def _task_is_registered(cls, task: str | None) -> str | None:
+        from seqrender.experiments.tasks import TASKS, task_names
+
+        if task is not None and task not in TASKS:
+            raise ValueError(f"unknown task {task!r}; registered: {', '.join(task_names())}")
+        return task
 
     @model_validator(mode="after")
     def _views_cover_settings(self) -> "RunConfig":

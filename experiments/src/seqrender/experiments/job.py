@@ -10,26 +10,14 @@ import torch
 from accelerate import PartialState
 
 from seqrender.experiments import report
-from seqrender.experiments.batching import SceneTensors
 from seqrender.experiments.config import RunConfig
-from seqrender.experiments.data.dynamic import GridScenes
-from seqrender.experiments.evaluate import eval_batches, evaluate, model_method, score, summarise
-from seqrender.experiments.grid_eval import evaluate_grid
-from seqrender.experiments.orbit import generate_orbits
-from seqrender.recon.metrics import psnr
+from seqrender.experiments.tasks import task_for
 from seqrender.experiments.train import build_model, train
 
 
-def load_split(cfg: RunConfig, split: str) -> SceneTensors | GridScenes:
-    """Every view (grid datasets: every cell) of every scene of `split` ("train" / "heldout"),
-    generated first if missing."""
-    dataset = cfg.dataset.build(split=split)
-    if len(dataset) == 0:
-        raise ValueError(f"dataset split {split!r} is empty: increase dataset.num_scenes")
-    if isinstance(dataset, GridScenes):
-        return dataset
-    items = [dataset.get_item(i, frames=range(len(dataset.cameras[i]))) for i in range(len(dataset))]
-    return SceneTensors(**{k: torch.stack([item[k] for item in items]) for k in ("images", "intrinsics", "extrinsics")})
+def load_split(cfg: RunConfig, split: str):
+    """The task's data of `split` ("train" / "heldout"), generated first if missing."""
+    return task_for(cfg).load(cfg, split)
 
 
 def run_job(cfg: RunConfig, *, run_dir: Path, stop_requested: Callable[[], bool] | None = None) -> dict:
@@ -53,10 +41,10 @@ def run_job(cfg: RunConfig, *, run_dir: Path, stop_requested: Callable[[], bool]
         print(f"trained {result.step} steps in latent space; evaluation skipped; outputs in {run_dir}")
         return {"train": train_info}
     eval_started = time.perf_counter()
-    evaluate_split = evaluate_grid if isinstance(heldout, GridScenes) else evaluate
-    results, samples = evaluate_split(cfg, heldout, {"trained": ema, "untrained": build_model(cfg)},
-                                      progress=cfg.trainer.progress)
-    orbit = orbits(cfg, heldout, ema) if cfg.eval.orbit and not isinstance(heldout, GridScenes) else {}
+    task = task_for(cfg)
+    results, samples = task.evaluate(cfg, heldout, {"trained": ema, "untrained": build_model(cfg)},
+                                     progress=cfg.trainer.progress)
+    pictures = task.pictures(cfg, heldout, ema, run_dir)   # e.g. orbit.png and its "orbit_psnr"
     metrics = {
         "eval": results,
         "train": train_info,
@@ -65,17 +53,13 @@ def run_job(cfg: RunConfig, *, run_dir: Path, stop_requested: Callable[[], bool]
                       "guidance_scale": cfg.eval.guidance_scale, "schedule": cfg.schedule.name,
                       "solver": cfg.solver.name, "num_steps": getattr(cfg.schedule.config, "num_steps", None),
                       "model": "trained = EMA weights", "intervals": "95 % bootstrap over items"},
-        "orbit_psnr": {f"{n} references": round(float(psnr(torch.cat([o.generated for o in os]),
-                                                            torch.cat([o.truth for o in os])).mean()), 3)
-                       for n, os in orbit.items()},
+        **pictures,
         "milestones": milestones,
         "total_seconds": round(time.perf_counter() - started, 2),
     }
     report.write_metrics(run_dir / "metrics.json", metrics)
     report.write_samples(run_dir / "samples.png", samples, rows=cfg.eval.sample_rows)
     report.write_loss_curve(run_dir / "loss_curve.png", result.losses)
-    if orbit:
-        report.write_orbit(run_dir / "orbit.png", orbit)
     report.print_table(results)
     print(f"trained {result.step} steps in {result.seconds:.0f} s; outputs in {run_dir}")
     return metrics
@@ -103,24 +87,7 @@ def train_with_milestones(cfg: RunConfig, train_scenes, heldout, *, run_dir: Pat
 
 def milestone_scores(cfg: RunConfig, heldout, ema: torch.nn.Module) -> dict:
     """{setting: {"psnr", "ssim", ..._ci95}} of the EMA model with the evaluation sampler."""
-    if isinstance(heldout, GridScenes):
-        results, _ = evaluate_grid(cfg, heldout, {"trained": ema}, progress=False)
-        return {setting: rows["trained"] for setting, rows in results.items()}
-    out = {}
-    for setting in cfg.eval.settings:
-        batches = list(eval_batches(heldout, setting, num_items=cfg.eval.num_items, batch_size=cfg.eval.batch_size,
-                                    seed=cfg.eval.seed))
-        per_item, _ = score(model_method(ema.eval(), cfg), batches)
-        out[setting] = summarise({"trained": per_item}, samples=cfg.eval.bootstrap_samples)["trained"]
-    return out
-
-
-def orbits(cfg: RunConfig, heldout: SceneTensors, ema: torch.nn.Module, *, scenes: int = 2) -> dict[int, list]:
-    """{n: orbits of the first `scenes` held-out scenes generated from n = 1 and 3 references}."""
-    predict = model_method(ema.eval(), cfg)
-    counts = [n for n in (1, 3) if n < cfg.trainer.views and n + 8 <= heldout.views]
-    return {n: generate_orbits(predict, heldout, list(range(min(scenes, len(heldout)))), references=n,
-                               views=cfg.trainer.views, seed=cfg.eval.seed) for n in counts}
+    return task_for(cfg).score_trained(cfg, heldout, ema)
 
 
 def _tail_mean(losses: list[float], n: int = 50) -> float | None:

@@ -1,8 +1,9 @@
-"""Training with accelerate: rectified-flow velocity loss on the generated part only — Kaleido's
-target views, or 4Real-Video-V2's unknown grid cells (`seqrender.experiments.grid`).
+"""Training with accelerate. The run's task (`seqrender.experiments.tasks`) supplies the batches and
+the loss (rectified-flow velocity loss on the generated part only: Kaleido's target views,
+4Real-Video-V2's unknown grid cells).
 
-Each step draws its global batch from `batching.make_train_batch` / `grid.make_grid_batch` (a pure
-function of seed, step and sample index); each process takes its slice. The loss is averaged per sample over its target
+Each step draws its global batch from the task's `draw` (a pure function of seed, step and sample
+index); each process takes its slice. The loss is averaged per sample over its target
 tokens, then over samples, so DDP's gradient average over equal slices equals one process with the
 whole batch. AdamW + linear warmup + cosine decay, gradient clipping, an EMA of the weights (used
 for evaluation), atomic checkpoints every `trainer.checkpoint_every` steps and a resume from the
@@ -24,22 +25,19 @@ from typing import Callable
 import numpy as np
 import torch
 from accelerate import Accelerator
-from torch import Tensor, nn
+from torch import nn
 from tqdm.auto import tqdm
 
 from seqrender.experiments.accumulation import accumulate_gradients
 from seqrender.experiments.activation_checkpointing import checkpoint_blocks
-from seqrender.experiments.batching import SceneTensors, TrainBatch, make_train_batch
 from seqrender.experiments.checkpoint import latest_checkpoint, save_checkpoint
 from seqrender.experiments.cluster import export_distributed_env
 from seqrender.experiments.config import RunConfig, TrainerConfig
-from seqrender.experiments.data.dynamic import GridScenes
 from seqrender.experiments.failures import RunError
-from seqrender.experiments.grid import grid_flow_loss, make_grid_batch
 from seqrender.experiments.latent import with_latents
-from seqrender.experiments.layouts import model_layout
 from seqrender.experiments.resume import flat_config, resume, set_aside
 from seqrender.experiments.precision import ACCELERATE_PRECISION, enable_cpu_fp16, probe_max_activations
+from seqrender.experiments.tasks import task_for
 from seqrender.experiments.throughput import FlopCount, start_meter
 
 
@@ -53,11 +51,8 @@ class TrainResult:
 
 
 def build_model(cfg: RunConfig) -> nn.Module:
-    """The model with its initial weights a function of `cfg.seed` only."""
-    torch.manual_seed(cfg.seed)
-    if model_layout(cfg.model.name) == "grid":
-        return cfg.model.build()  # 4Real: 3-D RoPE built in, no camera encoding
-    return cfg.model.build(posenc=cfg.posenc.name, posenc_cfg=cfg.posenc.config)
+    """The model of `cfg`'s task, with its initial weights a function of `cfg.seed` only."""
+    return task_for(cfg).build_model(cfg)
 
 
 def make_accelerator(trainer: TrainerConfig) -> Accelerator:
@@ -78,43 +73,17 @@ def lr_lambda(trainer: TrainerConfig) -> Callable[[int], float]:
     return factor
 
 
-def flow_loss(model: nn.Module, batch: TrainBatch) -> Tensor:
-    """Velocity MSE on active target views: mean per sample over its target tokens, then mean over
-    samples. Scalar."""
-    # RGB for the aux encoder (only references reach it): the batch's own in latent runs, else x in [0, 1]
-    images = batch.images if batch.images is not None else (batch.x + 1) / 2
-    pred = model(batch.noised(), batch.t, is_reference=batch.is_reference, intrinsics=batch.intrinsics,
-                 extrinsics=batch.extrinsics, frame_mask=batch.frame_mask, drop_condition=batch.drop_condition,
-                 images=images)
-    err = (pred - (batch.noise - batch.x)).pow(2).mean(dim=(2, 3, 4))          # (B, V)
-    mask = batch.loss_mask.to(err.dtype)
-    return ((err * mask).sum(1) / mask.sum(1).clamp_min(1)).mean()
-
-
 @torch.no_grad()
 def update_ema(ema: nn.Module, model: nn.Module, *, decay: float) -> None:
     for e, p in zip(ema.parameters(), model.parameters()):
         e.lerp_(p.detach(), 1 - decay)
 
 
-def batch_and_loss(cfg: RunConfig, scenes: SceneTensors | GridScenes, sampler) -> tuple[Callable, Callable]:
-    """`draw(step, indices)` -> the batch of those global sample indices, and `loss(model, batch)`."""
-    tc = cfg.trainer
-    if isinstance(scenes, GridScenes):
-        return (lambda step, indices: make_grid_batch(scenes, seed=cfg.seed, step=step, indices=indices,
-                                                      batch_size=tc.batch_size, sampler=sampler,
-                                                      cond_drop_prob=tc.cond_drop_prob)), grid_flow_loss
-    return (lambda step, indices: make_train_batch(scenes, seed=cfg.seed, step=step, batch_size=tc.batch_size,
-                                                   views=tc.views, indices=indices, sampler=sampler,
-                                                   cond_drop_prob=tc.cond_drop_prob,
-                                                   random_masking=tc.random_masking)), flow_loss
-
-
-def train(cfg: RunConfig, scenes: SceneTensors | GridScenes, *, run_dir: Path,
+def train(cfg: RunConfig, scenes, *, run_dir: Path,
           stop_requested: Callable[[], bool] | None = None, stop_at: int | None = None) -> tuple[TrainResult, nn.Module]:
     """Train (resuming from `<run_dir>/checkpoints` if present) up to `trainer.steps`, or only up to
     step `stop_at` (checkpointed; status "paused"; the schedule still spans `trainer.steps`).
-    Returns the result and the EMA model."""
+    `scenes` is the task's training data (`task_for(cfg).load(cfg, "train")`). Returns the result and the EMA model."""
     tc = cfg.trainer
     accelerator = make_accelerator(tc)
     model = build_model(cfg)
@@ -136,7 +105,8 @@ def train(cfg: RunConfig, scenes: SceneTensors | GridScenes, *, run_dir: Path,
     losses: list[float] = state.get("losses", [])
     skipped_steps = state.get("nonfinite_steps", 0)
     started = time.perf_counter() - state.get("seconds", 0.0)   # so elapsed() sums resumed segments
-    draw, loss_fn = batch_and_loss(cfg, scenes, cfg.sampler.build())
+    task = task_for(cfg)
+    draw, loss_fn = task.batches(cfg, scenes, cfg.sampler.build()), task.loss
     draw = with_latents(draw, cfg, accelerator.device)  # VAE latents when cfg.vae.enabled
     slice_size = _slice_size(tc.batch_size, accelerator.num_processes)
     rank = accelerator.process_index
