@@ -24,5 +24,6 @@ def main(cfg: DictConfig) -> dict:
 
 
 if __name__ == "__main__":
-    cli.before_compose(sys.argv[1:])
+    trial = cli.before_compose(sys.argv[1:])
+    cli.launch_locally(trial, sys.argv[1:], script=__file__)  # trainer.local_processes > 1: N ranks, then exit
     main()

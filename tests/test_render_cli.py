@@ -18,7 +18,6 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _runs import REPO, TINY, env, run_metrics  # noqa: E402
 
 from seqrender.experiments.configstore import mirror_registry, prepare_registry  # noqa: E402
-from seqrender.experiments.data import generator_from, make_scene, render  # noqa: E402
 from seqrender.experiments.render import RenderError  # noqa: E402
 from seqrender.experiments.render.command import run_render  # noqa: E402
 from seqrender.experiments.render.photos import HELDOUT_SCENE, textured_views, write_photos  # noqa: E402
@@ -72,17 +71,42 @@ def test_orbit_of_a_heldout_scene_in_chunks(trained, tmp_path, monkeypatch, refe
     assert info["views"] == 8 and info["references"] == references and info["view_budget"] == 4
     print(f"{references} reference(s): PSNR {info['psnr']:.2f} dB / SSIM {info['ssim']:.3f} vs the ground-truth orbit")
     frames = np.stack([np.asarray(Image.open(out / "frames" / f"frame_{i:03d}.png")) / 255 for i in range(8)])
-    # ground truth rendered here from the scene's primitives: held-out scene 0 of 8 is scene 6
+    # ground truth at the path cameras (its renderer is checked against the stored views below)
     cams = json.loads((out / "cameras.json").read_text())
-    truth = render(make_scene(generator_from(0, 6)), torch.tensor(cams["intrinsics"]), torch.tensor(cams["extrinsics"]),
-                   height=16, width=16).composite((1.0, 1.0, 1.0)).clamp(0, 1).permute(0, 2, 3, 1).numpy()
-    assert abs(psnr64(frames, truth) - info["psnr"]) < 0.05
+    scene, _ = heldout_truth(run_dir, data, monkeypatch)
+    truth = scene.truth(torch.tensor(cams["intrinsics"]), torch.tensor(cams["extrinsics"]))
+    assert abs(psnr64(frames, truth.permute(0, 2, 3, 1).numpy()) - info["psnr"]) < 0.05
     with av.open(str(out / "video.mp4")) as video:
         assert sum(1 for _ in video.decode(video=0)) == 8
     with Image.open(out / "video.gif") as gif:
         assert gif.n_frames == 8
     with Image.open(out / "contact_sheet.png") as sheet:
         assert sheet.format == "PNG" and sheet.width > 8 * 16
+
+
+def heldout_truth(run_dir: Path, data: Path, monkeypatch):
+    """render.inputs' Scene for heldout:0 of the run's dataset."""
+    from omegaconf import OmegaConf
+
+    from seqrender.experiments.config import validate_config
+    from seqrender.experiments.render.inputs import heldout_scene
+
+    monkeypatch.setenv("SEQRENDER_DATA", str(data))
+    prepare_registry()
+    cfg = validate_config(OmegaConf.to_container(OmegaConf.load(run_dir / ".hydra" / "config.yaml"), resolve=True))
+    return heldout_scene("heldout:0", cfg, references=1), cfg
+
+
+def test_heldout_truth_matches_the_stored_views(trained, monkeypatch):
+    """The ground truth render.py scores against re-renders the held-out scene itself: at the
+    scene's own cameras it reproduces the dataset's stored PNG views (8-bit rounding aside)."""
+    run_dir, data = trained
+    scene, cfg = heldout_truth(run_dir, data, monkeypatch)
+    dataset = cfg.dataset.build(split="heldout")
+    item = dataset.get_item(0, frames=range(len(dataset.cameras[0])))
+    truth = scene.truth(item["intrinsics"], item["extrinsics"])
+    assert truth.shape == item["images"].shape
+    assert (truth - item["images"]).abs().max() < 2.5 / 255
 
 
 def test_photos_without_poses(trained, tmp_path, monkeypatch):

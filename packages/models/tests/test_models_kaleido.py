@@ -82,7 +82,7 @@ def test_backward_reaches_every_parameter_and_activations_are_tracked():
     assert missing == []
 
 
-@pytest.mark.parametrize("posenc", ["gta", "cape", "plucker"])
+@pytest.mark.parametrize("posenc", ["gta", "cape", "plucker", "gta_plucker"])
 def test_first_reference_frame_is_invariant_to_any_world_change(posenc):
     """E_i -> E_i·G for a random G in SE(3) leaves the output unchanged (registers included)."""
     gen = torch.Generator().manual_seed(3)

@@ -62,7 +62,7 @@ def heads_first(b, h, n, d, *, gen, strided):
 
 
 @pytest.mark.parametrize("strided", [False, True])
-@pytest.mark.parametrize("kind", ["rope", "cape", "gta", "plucker"])
+@pytest.mark.parametrize("kind", ["rope", "cape", "gta", "plucker", "gta_plucker"])
 @pytest.mark.parametrize("data", ["3d", "video", "spatial"])
 def test_unified_matches_dense_reference(kind, data, strided):
     gen = torch.Generator().manual_seed(0)
@@ -76,8 +76,8 @@ def test_unified_matches_dense_reference(kind, data, strided):
         tr = enc.spatial(hw[0])
     else:
         tr = enc.temporal(hw, ext, times)
-    camera = data == "3d" and kind in ("cape", "gta")
-    gta = kind == "gta"
+    camera = data == "3d" and kind in ("cape", "gta", "gta_plucker")
+    gta = kind in ("gta", "gta_plucker")
     mq, mk, mo = (torch.empty(b, n, D, D, dtype=torch.float64) for _ in range(3))
     for i in range(b):
         for j in range(n):
@@ -207,10 +207,10 @@ def test_none_and_protocols():
     enc = make_scene_encoding("none", D)
     assert isinstance(enc, SceneEncoding) and enc.input_channels == 0
     assert isinstance(enc.spatial(grid_angles(2, 2)), IdentityTransform)
-    for kind in ("rope", "cape", "gta", "plucker"):
+    for kind in ("rope", "cape", "gta", "plucker", "gta_plucker"):
         enc = make_scene_encoding(kind, D)
         assert isinstance(enc.spatial(grid_angles(2, 3)), PositionalTransform)
-        assert enc.input_channels == (6 if kind == "plucker" else 0)
+        assert enc.input_channels == (6 if kind in ("plucker", "gta_plucker") else 0)
 
 
 def test_input_features_shape_and_none():
@@ -218,6 +218,7 @@ def test_input_features_shape_and_none():
     k = torch.tensor([[4.0, 0, 2], [0, 4.0, 3], [0, 0, 1]]).expand(2, 3, 3, 3)
     feats = make_scene_encoding("plucker", D).input_features(k, ext, 6, 4)
     assert feats.shape == (2, 3, 6, 6, 4)
+    torch.testing.assert_close(make_scene_encoding("gta_plucker", D).input_features(k, ext, 6, 4), feats)
     assert make_scene_encoding("gta", D).input_features(k, ext, 6, 4) is None
 
 

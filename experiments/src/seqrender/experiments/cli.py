@@ -59,27 +59,42 @@ def check_choices(overrides: list[str]) -> None:
             registry.entry(override.key_or_group, name)
 
 
-def before_compose(argv: list[str], *, config_name: str = "config") -> None:
+def before_compose(argv: list[str], *, config_name: str = "config") -> DictConfig | None:
     """Registry + ConfigStore + command-line choice check + a trial composition of `config_name`
-    (unknown keys, an unwritable run dir); exits 2 with one line on a user error."""
+    (unknown keys, an unwritable run dir); exits 2 with one line on a user error. Returns the trial
+    composition (with its `hydra` node), or None where it was skipped."""
     try:
         prepare_registry()
         mirror_registry()
         check_choices(argv)
-        check_composition(argv, config_name=config_name)
+        return check_composition(argv, config_name=config_name)
     except (RegistryError, failures.UserError) as exc:
         fail(f"error: {exc}")
 
 
-def check_composition(argv: list[str], *, config_name: str = "config") -> None:
+def launch_locally(trial: DictConfig | None, argv: list[str], *, script: str) -> None:
+    """Start `trainer.local_processes` ranks of `script` on this machine and exit with their status
+    when the config asks for more than one (seqrender.experiments.local_launch); else return."""
+    from seqrender.experiments import local_launch
+
+    processes = int(OmegaConf.select(trial, "trainer.local_processes", default=1) or 1) if trial else 1
+    folder = _resolved(trial, "hydra.run.dir") if trial else None
+    if not local_launch.wanted(processes, argv) or folder is None:
+        return
+    threads = int(OmegaConf.select(trial, "threads", default=0) or 0)
+    raise SystemExit(local_launch.launch(script, argv, processes=processes, run_dir=Path(folder), threads=threads))
+
+
+def check_composition(argv: list[str], *, config_name: str = "config") -> DictConfig | None:
     """Compose the config as Hydra will (without the swept keys) and check that the run (or sweep)
-    directory can be written. Skipped with Hydra flags other than -m, which Hydra handles itself."""
+    directory can be written; returns the composition. Skipped (None) with Hydra flags other than
+    -m, which Hydra handles itself."""
     from hydra import compose, initialize_config_dir
     from hydra.errors import ConfigCompositionException, OverrideParseException
 
     flags = [a for a in argv if a.startswith("-")]
     if not CONFIG_DIR.is_dir() or any(f not in ("-m", "--multirun") for f in flags):
-        return
+        return None
     overrides = [a for a in argv if not a.startswith("-")]
     try:
         trial = [o for o in overrides if not OverridesParser.create().parse_override(o).is_sweep_override()]
@@ -91,6 +106,7 @@ def check_composition(argv: list[str], *, config_name: str = "config") -> None:
         fail(_one_line(exc))
     if folder:
         check_writable(Path(folder), key)
+    return cfg
 
 
 def _resolved(cfg: DictConfig, key: str) -> str | None:

@@ -54,6 +54,13 @@ class TrainerConfig(_Strict):
     compile: bool = False                          # torch.compile the model
     compile_backend: str = "inductor"              # torch.compile backend ("eager"/"aot_eager": debugging)
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"  # accelerate mixed precision (fp16: loss scaling)
+    local_processes: int = Field(default=1, ge=1)  # data-parallel ranks `run.py` starts on this machine
+
+    @model_validator(mode="after")
+    def _processes_divide_batch(self) -> "TrainerConfig":
+        if self.batch_size % self.local_processes:
+            raise ValueError(f"local_processes={self.local_processes} must divide batch_size={self.batch_size}")
+        return self
 
     @model_validator(mode="after")
     def _accumulation_divides_batch(self) -> "TrainerConfig":

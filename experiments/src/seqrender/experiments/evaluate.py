@@ -10,11 +10,14 @@ averaged over all target views.
 from __future__ import annotations
 
 import dataclasses
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
+import torch.distributed as dist
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
@@ -144,22 +147,54 @@ def nearest_reference(batch: EvalBatch) -> Tensor:
     return torch.stack([batch.images[b, nearest[b]] for b in range(len(nearest))])
 
 
+_SHARDED: ContextVar[bool] = ContextVar("sharded_eval", default=False)
+
+
+@contextmanager
+def sharded() -> Iterator[None]:
+    """Inside this block every rank of a distributed run must evaluate the same methods: each scores
+    every world-th batch and the scores and predictions are gathered, so all ranks return what one
+    process would (up to float rounding of other thread counts)."""
+    token = _SHARDED.set(True)
+    try:
+        yield
+    finally:
+        _SHARDED.reset(token)
+
+
+def _shard() -> tuple[int, int]:
+    """(rank, world size) of the sharded evaluation, (0, 1) outside `sharded()`."""
+    if _SHARDED.get() and dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
 def score(predict: Method, batches: list) -> tuple[dict[str, np.ndarray], list[Tensor]]:
     """Per-item PSNR/SSIM (each the mean over the item's target views) and the predictions per batch.
 
     Returns ({"psnr": (N,), "ssim": (N,)} float64 arrays over the N items, [pred (B, ...), ...])."""
-    per_item, preds = {"psnr": [], "ssim": []}, []
-    for batch in batches:
-        pred = predict(batch)
-        targets = ~batch.is_reference                                           # (B, V) or (B, V, T)
-        counts = targets.flatten(1).sum(1)                                      # (B,)
-        item = torch.arange(len(targets)).repeat_interleave(counts)
-        for name, metric in (("psnr", psnr), ("ssim", ssim)):
-            per_view = metric(pred[targets], batch.images[targets]).double()    # (targets in batch,)
-            sums = torch.zeros(len(targets), dtype=torch.float64).index_add_(0, item, per_view)
-            per_item[name].append(sums / counts)
-        preds.append(pred)
-    return {k: torch.cat(v).numpy() for k, v in per_item.items()}, preds
+    rank, world = _shard()
+    mine = {i: _score_batch(predict, batches[i]) for i in range(rank, len(batches), world)}
+    if world > 1:
+        gathered: list = [None] * world
+        dist.all_gather_object(gathered, mine)
+        mine = {i: result for part in gathered for i, result in part.items()}
+    ordered = [mine[i] for i in range(len(batches))]
+    per_item = {k: torch.cat([r[0][k] for r in ordered]).numpy() for k in ("psnr", "ssim")}
+    return per_item, [r[1] for r in ordered]
+
+
+def _score_batch(predict: Method, batch) -> tuple[dict[str, Tensor], Tensor]:
+    """({"psnr": (B,), "ssim": (B,)} per-item means over target views, predictions)."""
+    pred = predict(batch)
+    targets = ~batch.is_reference                                           # (B, V) or (B, V, T)
+    counts = targets.flatten(1).sum(1)                                      # (B,)
+    item = torch.arange(len(targets)).repeat_interleave(counts)
+    out = {}
+    for name, metric in (("psnr", psnr), ("ssim", ssim)):
+        per_view = metric(pred[targets], batch.images[targets]).double()    # (targets in batch,)
+        out[name] = torch.zeros(len(targets), dtype=torch.float64).index_add_(0, item, per_view) / counts
+    return out, pred
 
 
 def summarise(per_item: dict[str, dict[str, np.ndarray]], *, reference: str = "trained",

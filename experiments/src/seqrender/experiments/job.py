@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 from typing import Callable
@@ -11,6 +12,7 @@ from accelerate import PartialState
 
 from seqrender.experiments import report
 from seqrender.experiments.config import RunConfig
+from seqrender.experiments.evaluate import sharded
 from seqrender.experiments.tasks import task_for
 from seqrender.experiments.train import build_model, train
 
@@ -34,16 +36,20 @@ def run_job(cfg: RunConfig, *, run_dir: Path, stop_requested: Callable[[], bool]
                   "parameters": sum(p.numel() for p in ema.parameters()), "processes": PartialState().num_processes}
     if result.status != "finished":
         return {"train": train_info}
-    if not PartialState().is_main_process:
-        return {"train": train_info}
+    main = PartialState().is_main_process
     if cfg.vae.enabled:  # latent-space presets: held-out evaluation would need VAE decoding (not wired yet)
-        report.write_metrics(run_dir / "metrics.json", {"train": train_info, "eval": "skipped: latent-space run"})
-        print(f"trained {result.step} steps in latent space; evaluation skipped; outputs in {run_dir}")
+        if main:
+            report.write_metrics(run_dir / "metrics.json", {"train": train_info, "eval": "skipped: latent-space run"})
+            print(f"trained {result.step} steps in latent space; evaluation skipped; outputs in {run_dir}")
         return {"train": train_info}
     eval_started = time.perf_counter()
     task = task_for(cfg)
-    results, samples = task.evaluate(cfg, heldout, {"trained": ema, "untrained": build_model(cfg)},
-                                     progress=cfg.trainer.progress)
+    with sharded():  # every rank scores a share of the batches; all get the gathered scores
+        results, samples = task.evaluate(cfg, heldout, {"trained": ema, "untrained": build_model(cfg)},
+                                         progress=cfg.trainer.progress and main)
+    if not main:
+        return {"train": train_info}
+    _take_idle_cores()
     pictures = task.pictures(cfg, heldout, ema, run_dir)   # e.g. orbit.png and its "orbit_psnr"
     metrics = {
         "eval": results,
@@ -88,6 +94,13 @@ def train_with_milestones(cfg: RunConfig, train_scenes, heldout, *, run_dir: Pat
 def milestone_scores(cfg: RunConfig, heldout, ema: torch.nn.Module) -> dict:
     """{setting: {"psnr", "ssim", ..._ci95}} of the EMA model with the evaluation sampler."""
     return task_for(cfg).score_trained(cfg, heldout, ema)
+
+
+def _take_idle_cores() -> None:
+    """Rank 0 of a local multi-process run evaluates alone: give it the other ranks' CPU threads."""
+    local = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+    if local > 1 and not torch.cuda.is_available():
+        torch.set_num_threads(min(os.cpu_count() or 1, torch.get_num_threads() * local))
 
 
 def _tail_mean(losses: list[float], n: int = 50) -> float | None:

@@ -18,6 +18,7 @@ import copy
 import math
 import random
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -59,6 +60,9 @@ def make_accelerator(trainer: TrainerConfig) -> Accelerator:
     """Export the torch.distributed environment of a SLURM task (if any), then start accelerate with
     `trainer.precision` (seqrender.experiments.precision)."""
     export_distributed_env()
+    # DDP compares a gradient's strides with its bucket's even on size-1 dims (the attention registers,
+    # (1, Hkv, d)): harmless, one copy of a few floats, but it prints a 4-line warning per rank.
+    warnings.filterwarnings("ignore", message="Grad strides do not match bucket view strides")
     return enable_cpu_fp16(Accelerator(cpu=trainer.cpu, mixed_precision=ACCELERATE_PRECISION[trainer.precision]))
 
 

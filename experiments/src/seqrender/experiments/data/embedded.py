@@ -176,9 +176,15 @@ def _generate(folder: Path, config: EmbeddedConfig, *, progress: bool) -> None:
     _write_atomic(folder / SPLIT_FILE, {"train": names[:cut], "heldout": names[cut:]})
 
 
-def _generate_scene(scene_dir: Path, config: EmbeddedConfig, *, index: int) -> None:
+def scene_primitives(config: EmbeddedConfig, index: int) -> tuple[list, torch.Generator]:
+    """The primitives of scene `index` (0-based over all scenes; held-out ones come last) and the
+    generator, positioned to draw that scene's cameras next."""
     generator = generator_from(config.seed, index)
-    primitives = make_scene(generator, config.scene())
+    return make_scene(generator, config.scene()), generator
+
+
+def _generate_scene(scene_dir: Path, config: EmbeddedConfig, *, index: int) -> None:
+    primitives, generator = scene_primitives(config, index)
     size = config.resolution
     intrinsics, extrinsics = orbit_cameras(config.views_per_scene, height=size, width=size, generator=generator,
                                            config=config.orbit())

@@ -62,7 +62,8 @@ def load_scene(source: str, cfg: RunConfig, *, references: int, split: str, work
 
 
 def heldout_scene(source: str, cfg: RunConfig, *, references: int) -> Scene:
-    from seqrender.experiments.data import generator_from, make_scene, render
+    from seqrender.experiments.data import render
+    from seqrender.experiments.data.embedded import scene_primitives
 
     config = cfg.dataset.config
     if not isinstance(config, EmbeddedConfig):
@@ -77,7 +78,7 @@ def heldout_scene(source: str, cfg: RunConfig, *, references: int) -> Scene:
                           f"heldout:{config.heldout_scenes - 1}") from None
     dataset = cfg.dataset.build(split="heldout")
     item = dataset.get_item(index, frames=spread(len(dataset.cameras[index]), references))
-    primitives = make_scene(generator_from(config.seed, config.num_scenes - config.heldout_scenes + index))
+    primitives, _ = scene_primitives(config, config.num_scenes - config.heldout_scenes + index)
 
     def truth(intrinsics: Tensor, extrinsics: Tensor) -> Tensor:
         size = config.resolution

@@ -25,7 +25,9 @@ from .protocol import IdentityTransform, PositionalTransform
 from .rope import check_choice, rope_angles
 from .transform import BlockTransform, PoseBlocks, Rotary
 
-KINDS = ("none", "rope", "cape", "gta", "plucker")
+KINDS = ("none", "rope", "cape", "gta", "plucker", "gta_plucker")
+_RAYS = ("plucker", "gta_plucker")   # kinds with Plücker input channels
+_GTA = ("gta", "gta_plucker")        # kinds with GTA (q, k, v and output transformed)
 FREQUENCIES = ("geometric", "integer")
 _LAYOUT = "interleaved"
 
@@ -73,15 +75,15 @@ class KaleidoEncoding:
 
     @property
     def input_channels(self) -> int:
-        return 6 if self.kind == "plucker" else 0
+        return 6 if self.kind in _RAYS else 0
 
     @property
     def _values(self) -> bool:
-        return self.kind == "gta"
+        return self.kind in _GTA
 
     def input_features(self, intrinsics: Tensor, extrinsics: Tensor, height: int, width: int) -> Tensor | None:
         """``(B, V, 3, 3)``, ``(B, V, 4, 4)`` → ``(B, V, 6, height, width)`` rays relative to view 0, or None."""
-        if self.kind != "plucker":
+        if self.kind not in _RAYS:
             return None
         rays = plucker_rays(intrinsics, extrinsics, height, width, order="dm", relative=True)
         return rearrange(rays, "b v h w c -> b v c h w")
@@ -111,7 +113,7 @@ class KaleidoEncoding:
         if times is not None:
             angles = torch.cat([angles, rope_angles(times[..., None], (d // 4,), family=self.frequencies)], dim=-1)
         pose = None
-        if extrinsics is not None and self.kind in ("cape", "gta"):
+        if extrinsics is not None and self.kind in ("cape", *_GTA):
             groups = extrinsics.shape[-3]
             check_pose_groups(hw.shape[-2], groups)
             pose = PoseBlocks(extrinsics, start=d // 2, repeats=d // 8, fused=groups < hw.shape[-2])
@@ -123,7 +125,9 @@ def make_scene_encoding(kind: str, head_dim: int, *, frequencies: str = "geometr
 
     ``none``: nothing; ``rope``: 2D RoPE in both attentions (θ_t too for video), no camera;
     ``cape``: 2D RoPE + 3D CaPE on q, k; ``gta``: GTA[2D RoPE + 3D] on q, k, v and the output;
-    ``plucker``: 2D RoPE + 6 Plücker input channels relative to the first camera.
+    ``plucker``: 2D RoPE + 6 Plücker input channels relative to the first camera;
+    ``gta_plucker``: ``gta`` and the Plücker input channels together (per-pixel rays beside the
+    per-view group transform).
     ``frequencies``: the band family of every angle, ``"geometric"`` or ``"integer"`` (see module doc).
     """
     return KaleidoEncoding(kind=kind, head_dim=head_dim, frequencies=frequencies)
