@@ -40,6 +40,7 @@ from seqrender.experiments.latent import with_latents
 from seqrender.experiments.layouts import model_layout
 from seqrender.experiments.resume import flat_config, resume, set_aside
 from seqrender.experiments.precision import ACCELERATE_PRECISION, enable_cpu_fp16, probe_max_activations
+from seqrender.experiments import sharding
 from seqrender.experiments.throughput import FlopCount, start_meter
 
 
@@ -62,9 +63,10 @@ def build_model(cfg: RunConfig) -> nn.Module:
 
 def make_accelerator(trainer: TrainerConfig) -> Accelerator:
     """Export the torch.distributed environment of a SLURM task (if any), then start accelerate with
-    `trainer.precision` (seqrender.experiments.precision)."""
+    `trainer.precision` (seqrender.experiments.precision) and `trainer.sharding` (.sharding)."""
     export_distributed_env()
-    return enable_cpu_fp16(Accelerator(cpu=trainer.cpu, mixed_precision=ACCELERATE_PRECISION[trainer.precision]))
+    return enable_cpu_fp16(sharding.make_accelerator(trainer.sharding, cpu=trainer.cpu,
+                                                     mixed_precision=ACCELERATE_PRECISION[trainer.precision]))
 
 
 def lr_lambda(trainer: TrainerConfig) -> Callable[[int], float]:
@@ -89,12 +91,6 @@ def flow_loss(model: nn.Module, batch: TrainBatch) -> Tensor:
     err = (pred - (batch.noise - batch.x)).pow(2).mean(dim=(2, 3, 4))          # (B, V)
     mask = batch.loss_mask.to(err.dtype)
     return ((err * mask).sum(1) / mask.sum(1).clamp_min(1)).mean()
-
-
-@torch.no_grad()
-def update_ema(ema: nn.Module, model: nn.Module, *, decay: float) -> None:
-    for e, p in zip(ema.parameters(), model.parameters()):
-        e.lerp_(p.detach(), 1 - decay)
 
 
 def batch_and_loss(cfg: RunConfig, scenes: SceneTensors | GridScenes, sampler) -> tuple[Callable, Callable]:
@@ -127,9 +123,10 @@ def train(cfg: RunConfig, scenes: SceneTensors | GridScenes, *, run_dir: Path,
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(tc))
     ckpt_root = run_dir / "checkpoints"
     config = flat_config(cfg)
-    state = _resume(ckpt_root, accelerator, config=config, model=model, ema=ema, optimizer=optimizer,
-                    scheduler=scheduler)
-    model, optimizer = accelerator.prepare(model, optimizer)
+    state = _resume(ckpt_root, accelerator, config=config, model=model, ema=ema, scheduler=scheduler)
+    model, optimizer = sharding.prepare(accelerator, model, optimizer)
+    if state:
+        sharding.load_optimizer_state(optimizer, state["optimizer"])
     if state and accelerator.scaler is not None and state.get("scaler") is not None:
         accelerator.scaler.load_state_dict(state["scaler"])
     step = state.get("step", 0)
@@ -140,7 +137,7 @@ def train(cfg: RunConfig, scenes: SceneTensors | GridScenes, *, run_dir: Path,
     draw = with_latents(draw, cfg, accelerator.device)  # VAE latents when cfg.vae.enabled
     slice_size = _slice_size(tc.batch_size, accelerator.num_processes)
     rank = accelerator.process_index
-    ema.to(accelerator.device)
+    ema_shards = sharding.ShardedEMA(ema, model, accelerator.device)  # sharded like the weights under FSDP
 
     def elapsed() -> float:
         return time.perf_counter() - started
@@ -148,9 +145,11 @@ def train(cfg: RunConfig, scenes: SceneTensors | GridScenes, *, run_dir: Path,
     def checkpoint() -> Path:
         accelerator.wait_for_everyone()
         path = ckpt_root / f"step_{step:08d}"
+        weights, optimizer_state, ema_full = (sharding.full_weights(accelerator.unwrap_model(model)),  # collective
+                                              sharding.full_optimizer_state(optimizer), ema_shards.gather())
         if accelerator.is_main_process:
-            save_checkpoint(ckpt_root, step, model=accelerator.unwrap_model(model), ema=ema, keep=tc.keep_checkpoints,
-                            state=_state(step, optimizer, scheduler, accelerator, losses, elapsed(), cfg,
+            save_checkpoint(ckpt_root, step, model=weights, ema=ema_full, keep=tc.keep_checkpoints,
+                            state=_state(step, optimizer_state, scheduler, accelerator, losses, elapsed(), cfg,
                                          skipped_steps), config=config)
         accelerator.wait_for_everyone()
         return path
@@ -173,7 +172,7 @@ def train(cfg: RunConfig, scenes: SceneTensors | GridScenes, *, run_dir: Path,
                                         range(rank * slice_size, (rank + 1) * slice_size), tc.grad_accum)
         losses.append(float(accelerator.reduce(loss.detach(), reduction="mean")))  # same on every rank
         if _optimizer_step(accelerator, model, optimizer, finite=math.isfinite(losses[-1]), tc=tc):
-            update_ema(ema, accelerator.unwrap_model(model), decay=0.0 if step < tc.ema_start else tc.ema_decay)
+            ema_shards.update(model, decay=0.0 if step < tc.ema_start else tc.ema_decay)
         else:
             skipped_steps += 1
             _check_divergence(step, losses[-1], skipped_steps, tc.max_nonfinite_steps, ckpt_root)
@@ -249,10 +248,10 @@ def _any_rank(accelerator: Accelerator, stop_requested: Callable[[], bool] | Non
     return bool(flag > 0)
 
 
-def _state(step, optimizer, scheduler, accelerator, losses, seconds, cfg: RunConfig, nonfinite_steps: int) -> dict:
+def _state(step, optimizer_state, scheduler, accelerator, losses, seconds, cfg: RunConfig, nonfinite_steps: int) -> dict:
     return {
         "step": step,
-        "optimizer": optimizer.state_dict(),
+        "optimizer": optimizer_state,
         "scheduler": scheduler.state_dict(),
         "scaler": accelerator.scaler.state_dict() if accelerator.scaler is not None else None,
         "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()},
@@ -263,16 +262,16 @@ def _state(step, optimizer, scheduler, accelerator, losses, seconds, cfg: RunCon
     }
 
 
-def _resume(root: Path, accelerator: Accelerator, *, config: dict, model, ema, optimizer, scheduler) -> dict:
+def _resume(root: Path, accelerator: Accelerator, *, config: dict, model, ema, scheduler) -> dict:
     """Load the newest usable checkpoint under `root` into the objects ({} if there is none); the main
-    process then moves refused newer checkpoints aside (seqrender.experiments.resume)."""
+    process then moves refused newer checkpoints aside (seqrender.experiments.resume). The optimiser
+    state is loaded after `prepare` (sharded like the weights under FSDP)."""
     state, skipped = resume(root, model=model, ema=ema, config=config)
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         set_aside(skipped)
     if not state:
         return {}
-    optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
     torch.set_rng_state(state["rng"]["torch"])
     np.random.set_state(state["rng"]["numpy"])
