@@ -55,6 +55,7 @@ class TrainerConfig(_Strict):
     compile_backend: str = "inductor"              # torch.compile backend ("eager"/"aot_eager": debugging)
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"  # accelerate mixed precision (fp16: loss scaling)
     sharding: Literal["none", "fsdp"] = "none"    # fsdp: FSDP2 through accelerate (seqrender.experiments.sharding)
+    tracker: Literal["tensorboard", "wandb", "none"] = "tensorboard"  # seqrender.experiments.tracking
 
     @model_validator(mode="after")
     def _accumulation_divides_batch(self) -> "TrainerConfig":

@@ -42,6 +42,7 @@ from seqrender.experiments.resume import flat_config, resume, set_aside
 from seqrender.experiments.precision import ACCELERATE_PRECISION, enable_cpu_fp16, probe_max_activations
 from seqrender.experiments import sharding
 from seqrender.experiments.throughput import FlopCount, start_meter
+from seqrender.experiments.tracking import Tracking, step_figures
 
 
 @dataclass
@@ -107,9 +108,11 @@ def batch_and_loss(cfg: RunConfig, scenes: SceneTensors | GridScenes, sampler) -
 
 
 def train(cfg: RunConfig, scenes: SceneTensors | GridScenes, *, run_dir: Path,
-          stop_requested: Callable[[], bool] | None = None, stop_at: int | None = None) -> tuple[TrainResult, nn.Module]:
+          stop_requested: Callable[[], bool] | None = None, stop_at: int | None = None,
+          tracker: Tracking | None = None) -> tuple[TrainResult, nn.Module]:
     """Train (resuming from `<run_dir>/checkpoints` if present) up to `trainer.steps`, or only up to
     step `stop_at` (checkpointed; status "paused"; the schedule still spans `trainer.steps`).
+    Every `trainer.log_every` steps the step log's figures also go to `tracker` (.tracking).
     Returns the result and the EMA model."""
     tc = cfg.trainer
     accelerator = make_accelerator(tc)
@@ -130,6 +133,8 @@ def train(cfg: RunConfig, scenes: SceneTensors | GridScenes, *, run_dir: Path,
     if state and accelerator.scaler is not None and state.get("scaler") is not None:
         accelerator.scaler.load_state_dict(state["scaler"])
     step = state.get("step", 0)
+    if tracker is not None:
+        tracker.start(purge_from=step + 1)  # steps after the checkpoint are logged again
     losses: list[float] = state.get("losses", [])
     skipped_steps = state.get("nonfinite_steps", 0)
     started = time.perf_counter() - state.get("seconds", 0.0)   # so elapsed() sums resumed segments
@@ -160,6 +165,7 @@ def train(cfg: RunConfig, scenes: SceneTensors | GridScenes, *, run_dir: Path,
                dynamic_ncols=True)
     model.train()
     meter = None  # throughput, started after this segment's first step (FLOPs counted at step 0)
+    grad_norms: list[float] = []  # since the last log step
     while step < tc.steps:
         if _any_rank(accelerator, stop_requested):
             path = checkpoint()
@@ -171,7 +177,9 @@ def train(cfg: RunConfig, scenes: SceneTensors | GridScenes, *, run_dir: Path,
             loss = accumulate_gradients(accelerator, model, loss_fn, draw, step,
                                         range(rank * slice_size, (rank + 1) * slice_size), tc.grad_accum)
         losses.append(float(accelerator.reduce(loss.detach(), reduction="mean")))  # same on every rank
-        if _optimizer_step(accelerator, model, optimizer, finite=math.isfinite(losses[-1]), tc=tc):
+        updated, grad_norm = _optimizer_step(accelerator, model, optimizer, finite=math.isfinite(losses[-1]), tc=tc)
+        grad_norms.append(grad_norm)
+        if updated:
             ema_shards.update(model, decay=0.0 if step < tc.ema_start else tc.ema_decay)
         else:
             skipped_steps += 1
@@ -187,7 +195,9 @@ def train(cfg: RunConfig, scenes: SceneTensors | GridScenes, *, run_dir: Path,
         bar.update(1)
         if step % tc.log_every == 0:
             _log(bar, step, tc.steps, np.mean(losses[-tc.log_every:]), scheduler.get_last_lr()[0],
-                 quiet=not accelerator.is_main_process, max_act=probe.maxima, rates=meter.rates())
+                 quiet=not accelerator.is_main_process, max_act=probe.maxima, rates=meter.rates(),
+                 grad_norm=_finite_mean(grad_norms), tracker=tracker)
+            grad_norms.clear()
         if step % tc.checkpoint_every == 0 or step == tc.steps or step == stop_at:
             checkpoint()
         if step == stop_at and step < tc.steps:
@@ -198,16 +208,24 @@ def train(cfg: RunConfig, scenes: SceneTensors | GridScenes, *, run_dir: Path,
 
 
 def _optimizer_step(accelerator: Accelerator, model: nn.Module, optimizer, *, finite: bool,
-                    tc: TrainerConfig) -> bool:
-    """Clip and step on the accumulated gradients; False (no update) when the loss or the gradient
-    norm is not finite. Gradients are cleared either way."""
+                    tc: TrainerConfig) -> tuple[bool, float]:
+    """Clip and step on the accumulated gradients. Returns (updated, gradient norm before clipping);
+    no update when the loss or the gradient norm is not finite (the norm is NaN when the loss was not).
+    Gradients are cleared either way."""
+    norm = float("nan")
     if finite:
-        norm = accelerator.clip_grad_norm_(model.parameters(), tc.grad_clip)
-        finite = norm is None or bool(torch.isfinite(torch.as_tensor(norm)))
+        total = accelerator.clip_grad_norm_(model.parameters(), tc.grad_clip)
+        norm = sharding.grad_norm_value(total)
+        finite = total is None or math.isfinite(norm)
         if finite:
             optimizer.step()
     optimizer.zero_grad(set_to_none=True)
-    return finite
+    return finite, norm
+
+
+def _finite_mean(values: list[float]) -> float:
+    finite = [v for v in values if math.isfinite(v)]
+    return float(np.mean(finite)) if finite else float("nan")
 
 
 def _check_divergence(step: int, loss: float, skipped: int, tolerated: int, ckpt_root: Path) -> None:
@@ -222,10 +240,14 @@ def _check_divergence(step: int, loss: float, skipped: int, tolerated: int, ckpt
 
 
 def _log(bar, step: int, steps: int, loss: float, lr: float, *, quiet: bool, max_act: list[float] = (),
-         rates: dict[str, float] | None = None) -> None:
-    """Loss, lr, the largest per-block max |activation| (with its block index) and throughput on the
-    progress bar, or as a plain line when the bar is off (logs, SLURM)."""
-    figures = {"loss": f"{loss:.4f}", "lr": f"{lr:.2e}"}
+         rates: dict[str, float] | None = None, grad_norm: float = float("nan"),
+         tracker: Tracking | None = None) -> None:
+    """Loss, lr, gradient norm, the largest per-block max |activation| (with its block index) and
+    throughput on the progress bar, or as a plain line when the bar is off (logs, SLURM); all of them
+    to `tracker` too."""
+    if tracker is not None:
+        tracker.log(step_figures(loss, lr, grad_norm, list(max_act), rates or {}), step)
+    figures = {"loss": f"{loss:.4f}", "lr": f"{lr:.2e}", "grad_norm": f"{grad_norm:.4g}"}
     if max_act:
         figures["max_act"] = f"{max(max_act):.4g}@block{max_act.index(max(max_act))}"
     figures.update({k: f"{v:.4g}" for k, v in (rates or {}).items()})
