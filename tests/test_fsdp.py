@@ -1,8 +1,10 @@
 """FSDP2 (`trainer.sharding=fsdp`) on two CPU processes (gloo) through the cluster path
 (`hydra/launcher=submitit_local`, as tests/test_ddp_equivalence.py): the weights, the EMA and the
-optimiser state equal a single unsharded process with the same global batch, and the full-state-dict
-checkpoint written by the two processes resumes in one process and ends where the single run ends."""
+optimiser state equal a single unsharded process with the same global batch; the full-state-dict
+checkpoint written by the two processes resumes in one process, one written by one process resumes
+sharded over two, and both end where the uninterrupted single run ends."""
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -40,27 +42,44 @@ def _assert_same(a: tuple[dict, dict, dict], b: tuple[dict, dict, dict]) -> None
             torch.testing.assert_close(opt_b[i][key], opt_a[i][key], **TOL, msg=f"{i}.{key}")
 
 
-def test_fsdp_two_processes_equal_one_and_resume_in_one(tmp_path):
+def _fsdp(*overrides: str, sweep_dir: Path, run_env: dict) -> subprocess.Popen:
+    return subprocess.Popen(command("-m", "hydra/launcher=submitit_local", "hydra.launcher.tasks_per_node=2", *COMMON,
+                                    "trainer.sharding=fsdp", *overrides, f"hydra.sweep.dir={sweep_dir}"),
+                            cwd=REPO, env=run_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _finish(process: subprocess.Popen) -> str:
+    out, err = process.communicate(timeout=300)
+    assert process.returncode == 0, err[-3000:]
+    return out
+
+
+def test_fsdp_two_processes_equal_one_and_resume_across_world_sizes(tmp_path):
     run_env = env(tmp_path / "data")
-    single = subprocess.Popen(command(*COMMON, "trainer.steps=3", f"hydra.run.dir={tmp_path / 'single'}"), cwd=REPO,
-                              env=run_env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    fsdp = subprocess.run(command("-m", "hydra/launcher=submitit_local", "hydra.launcher.tasks_per_node=2", *COMMON,
-                                  "trainer.steps=2", "trainer.sharding=fsdp", f"hydra.sweep.dir={tmp_path / 'fsdp'}"),
-                          cwd=REPO, env=run_env, capture_output=True, text=True, timeout=300)
-    assert fsdp.returncode == 0, fsdp.stderr[-3000:]
-    assert single.wait(timeout=300) == 0, single.stderr.read()[-3000:]
-    run_dir = tmp_path / "fsdp" / "0"
+    single_dir, sharded_dir = tmp_path / "single", tmp_path / "fsdp" / "0"
+    single = subprocess.Popen(command(*COMMON, "trainer.steps=3", f"hydra.run.dir={single_dir}"), cwd=REPO,
+                              env=run_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _finish(_fsdp("trainer.steps=2", sweep_dir=tmp_path / "fsdp", run_env=run_env))
+    _finish(single)
     sharded = re.search(r"FSDP2: (\d+) parameters sharded over 2 processes \((\d+) on this one\)",
-                        (run_dir / "run.log").read_text())
+                        (sharded_dir / "run.log").read_text())
     assert sharded, "no FSDP2 line in run.log"
-    reference = _checkpoint(tmp_path / "single", 2)
+    reference = _checkpoint(single_dir, 2)
     total, local = map(int, sharded.groups())
     assert total == sum(v.numel() for v in reference[0].values())
     assert total / 2 <= local < 0.6 * total  # rank 0 holds about half (dim-0 chunks round up)
-    _assert_same(reference, _checkpoint(run_dir, 2))
+    _assert_same(reference, _checkpoint(sharded_dir, 2))
 
-    resumed = subprocess.run(command(*COMMON, "trainer.steps=3", "trainer.sharding=fsdp", f"hydra.run.dir={run_dir}"),
-                             cwd=REPO, env=run_env, capture_output=True, text=True, timeout=300)
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert "resuming from" in resumed.stdout and "step_00000002" in resumed.stdout
-    _assert_same(_checkpoint(tmp_path / "single", 3), _checkpoint(run_dir, 3))
+    # world size 2 -> 1: the sharded run's checkpoint, resumed by one process (nothing to shard);
+    # world size 1 -> 2: the single run's step-2 checkpoint, resumed sharded over two processes
+    into_sharded = tmp_path / "resharded" / "0"
+    shutil.copytree(single_dir / "checkpoints" / "step_00000002", into_sharded / "checkpoints" / "step_00000002")
+    one = subprocess.Popen(command(*COMMON, "trainer.steps=3", "trainer.sharding=fsdp", f"hydra.run.dir={sharded_dir}"),
+                           cwd=REPO, env=run_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _finish(_fsdp("trainer.steps=3", sweep_dir=tmp_path / "resharded", run_env=run_env))
+    assert "resuming from" in _finish(one)
+    log = (into_sharded / "run.log").read_text()
+    assert "resuming from" in log and "FSDP2:" in log
+    final = _checkpoint(single_dir, 3)
+    _assert_same(final, _checkpoint(sharded_dir, 3))
+    _assert_same(final, _checkpoint(into_sharded, 3))
