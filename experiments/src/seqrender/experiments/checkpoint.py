@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import torch
-from safetensors.torch import load_model, save_model
+from safetensors.torch import load_model, save_file, save_model
 from torch import nn
 
 from seqrender.experiments.failures import DiskFullError, RunError, is_disk_full
@@ -120,18 +120,20 @@ def verify(ckpt: Path) -> str | None:
     return None
 
 
-def nonfinite_parameter(module: nn.Module) -> str | None:
-    """The name of the first parameter or buffer holding NaN/Inf, or None."""
-    for name, tensor in [*module.named_parameters(), *module.named_buffers()]:
+def nonfinite_parameter(module: nn.Module | dict[str, torch.Tensor]) -> str | None:
+    """The name of the first parameter or buffer (or state-dict entry) holding NaN/Inf, or None."""
+    named = module.items() if isinstance(module, dict) else [*module.named_parameters(), *module.named_buffers()]
+    for name, tensor in named:
         if tensor.is_floating_point() and not torch.isfinite(tensor).all():
             return name
     return None
 
 
-def save_checkpoint(root: Path, step: int, *, model: nn.Module, ema: nn.Module, state: dict[str, Any],
-                    keep: int = 2, config: dict[str, Any] | None = None) -> Path:
+def save_checkpoint(root: Path, step: int, *, model: nn.Module | dict[str, torch.Tensor], ema: nn.Module,
+                    state: dict[str, Any], keep: int = 2, config: dict[str, Any] | None = None) -> Path:
     """Write checkpoint `step` under `root` (files, then a verified manifest, then `latest`), keep the
-    newest `keep`. Refuses non-finite weights and a step below an intact newer checkpoint."""
+    newest `keep`. `model` may be a full state dict (a sharded run's gathered weights). Refuses
+    non-finite weights and a step below an intact newer checkpoint."""
     for name, module in (("model", model), ("ema", ema)):
         bad = nonfinite_parameter(module)
         if bad is not None:
@@ -140,8 +142,8 @@ def save_checkpoint(root: Path, step: int, *, model: nn.Module, ema: nn.Module, 
     if newer:
         raise RunError(f"not writing checkpoint step {step}: {newer[0]} is newer and intact")
     ckpt = root / f"step_{step:08d}"
-    atomic_write(ckpt / "model.safetensors", lambda p: save_model(model, str(p)))
-    atomic_write(ckpt / "ema.safetensors", lambda p: save_model(ema, str(p)))
+    atomic_write(ckpt / "model.safetensors", lambda p: _save_weights(model, p))
+    atomic_write(ckpt / "ema.safetensors", lambda p: _save_weights(ema, p))
     buffer = io.BytesIO()
     torch.save(state, buffer)  # to memory first: torch.save hides ENOSPC behind "unexpected pos"
     write_bytes(ckpt / "state.pt", buffer.getvalue())
@@ -155,6 +157,13 @@ def save_checkpoint(root: Path, step: int, *, model: nn.Module, ema: nn.Module, 
         if step_of(old) < step:
             shutil.rmtree(old, ignore_errors=True)
     return ckpt
+
+
+def _save_weights(weights: nn.Module | dict[str, torch.Tensor], path: Path) -> None:
+    if isinstance(weights, dict):
+        save_file({k: v.contiguous() for k, v in weights.items()}, str(path), metadata={"format": "pt"})
+    else:
+        save_model(weights, str(path))
 
 
 def latest_hint(root: Path) -> Path | None:

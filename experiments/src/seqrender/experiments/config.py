@@ -54,6 +54,8 @@ class TrainerConfig(_Strict):
     compile: bool = False                          # torch.compile the model
     compile_backend: str = "inductor"              # torch.compile backend ("eager"/"aot_eager": debugging)
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"  # accelerate mixed precision (fp16: loss scaling)
+    sharding: Literal["none", "fsdp"] = "none"    # fsdp: FSDP2 through accelerate (seqrender.experiments.sharding)
+    tracker: Literal["tensorboard", "wandb", "none"] = "tensorboard"  # seqrender.experiments.tracking
     local_processes: int = Field(default=1, ge=1)  # data-parallel ranks `run.py` starts on this machine
 
     @model_validator(mode="after")

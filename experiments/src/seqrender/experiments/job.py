@@ -13,7 +13,9 @@ from accelerate import PartialState
 from seqrender.experiments import report
 from seqrender.experiments.config import RunConfig
 from seqrender.experiments.evaluate import sharded
+from seqrender.experiments.resume import flat_config
 from seqrender.experiments.tasks import task_for
+from seqrender.experiments.tracking import Tracking
 from seqrender.experiments.train import build_model, train
 
 
@@ -24,13 +26,22 @@ def load_split(cfg: RunConfig, split: str):
 
 def run_job(cfg: RunConfig, *, run_dir: Path, stop_requested: Callable[[], bool] | None = None) -> dict:
     """Train (or resume) then evaluate; returns the metrics written to `<run_dir>/metrics.json`
-    ({"status": "preempted", ...} without evaluation if training was stopped)."""
+    ({"status": "preempted", ...} without evaluation if training was stopped). Figures also go to
+    `trainer.tracker` (seqrender.experiments.tracking)."""
+    tracker = Tracking(cfg.trainer.tracker, run_dir, config=flat_config(cfg), enabled=PartialState().is_main_process)
+    try:
+        return _run_job(cfg, run_dir=run_dir, stop_requested=stop_requested, tracker=tracker)
+    finally:
+        tracker.finish()
+
+
+def _run_job(cfg: RunConfig, *, run_dir: Path, stop_requested: Callable[[], bool] | None, tracker: Tracking) -> dict:
     started = time.perf_counter()
     run_dir.mkdir(parents=True, exist_ok=True)
     train_scenes, heldout = load_split(cfg, "train"), load_split(cfg, "heldout")
     data_seconds = time.perf_counter() - started
     result, ema, milestones = train_with_milestones(cfg, train_scenes, heldout, run_dir=run_dir,
-                                                    stop_requested=stop_requested)
+                                                    stop_requested=stop_requested, tracker=tracker)
     train_info = {"steps": result.step, "seconds": round(result.seconds, 2), "final_loss": _tail_mean(result.losses),
                   "status": result.status, "checkpoint": str(result.checkpoint) if result.checkpoint else None,
                   "parameters": sum(p.numel() for p in ema.parameters()), "processes": PartialState().num_processes}
@@ -66,28 +77,33 @@ def run_job(cfg: RunConfig, *, run_dir: Path, stop_requested: Callable[[], bool]
     report.write_metrics(run_dir / "metrics.json", metrics)
     report.write_samples(run_dir / "samples.png", samples, rows=cfg.eval.sample_rows)
     report.write_loss_curve(run_dir / "loss_curve.png", result.losses)
+    tracker.log_eval(results, result.step)
+    tracker.log_images({"samples": run_dir / "samples.png", "orbit": run_dir / "orbit.png"}, result.step)
     report.print_table(results)
     print(f"trained {result.step} steps in {result.seconds:.0f} s; outputs in {run_dir}")
     return metrics
 
 
 def train_with_milestones(cfg: RunConfig, train_scenes, heldout, *, run_dir: Path,
-                          stop_requested: Callable[[], bool] | None = None):
+                          stop_requested: Callable[[], bool] | None = None, tracker: Tracking | None = None):
     """Train; at every step of `eval.milestones` below `trainer.steps` pause, score the EMA model with
     the evaluation sampler ("trained" rows of every setting) and record it in
     `<run_dir>/milestones.json` (kept across resumes). Returns (result, ema, {step: scores})."""
     path = run_dir / "milestones.json"
     done = json.loads(path.read_text()) if path.is_file() else {}
     for milestone in sorted(m for m in cfg.eval.milestones if m < cfg.trainer.steps):
-        result, ema = train(cfg, train_scenes, run_dir=run_dir, stop_requested=stop_requested, stop_at=milestone)
+        result, ema = train(cfg, train_scenes, run_dir=run_dir, stop_requested=stop_requested, stop_at=milestone,
+                            tracker=tracker)
         if result.status != "paused":
             return result, ema, done
         if result.step == milestone and str(milestone) not in done and PartialState().is_main_process:
             done[str(milestone)] = {"train_seconds": round(result.seconds, 1), **milestone_scores(cfg, heldout, ema)}
             report.write_metrics(path, done)
+            if tracker is not None:
+                tracker.log_eval({k: v for k, v in done[str(milestone)].items() if k != "train_seconds"}, milestone)
             print(f"milestone {milestone}: " + ", ".join(f"{k} {v['psnr']:.2f} dB / {v['ssim']:.3f}"
                                                         for k, v in done[str(milestone)].items() if k != "train_seconds"))
-    result, ema = train(cfg, train_scenes, run_dir=run_dir, stop_requested=stop_requested)
+    result, ema = train(cfg, train_scenes, run_dir=run_dir, stop_requested=stop_requested, tracker=tracker)
     return result, ema, done
 
 

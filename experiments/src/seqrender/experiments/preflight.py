@@ -4,8 +4,9 @@ run fails in a second, with one line naming the field, instead of after minutes 
 `preflight(cfg, run_dir)` raises ConfigError / UserError (exit 2). It builds the model once (cheap:
 construction errors such as a head size the positional encoding cannot use surface here), checks
 that the patch size divides the image size, that a training sample's views exist in the dataset,
-that a Blender root exists, that the global batch splits evenly over the processes, and that the run
-directory can be written. `check_writable(path)` is also used before Hydra creates the run dir.
+that a Blender root exists, that the global batch splits evenly over the processes, that the
+tracker's package imports, and that the run directory can be written. `check_writable(path)` is also
+used before Hydra creates the run dir.
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from seqrender.experiments.config import ConfigError, RunConfig
 from seqrender.experiments.data.dataset import BlenderConfig
 from seqrender.experiments.failures import UserError
 from seqrender.experiments.layouts import model_layout
+from seqrender.experiments.tracking import check_available
 
 
 def preflight(cfg: RunConfig, run_dir: Path) -> None:
@@ -25,6 +27,7 @@ def preflight(cfg: RunConfig, run_dir: Path) -> None:
     check_views(cfg)
     check_dataset_root(cfg)
     check_processes(cfg)
+    check_available(cfg.trainer.tracker)
 
 
 def check_model(cfg: RunConfig) -> None:

@@ -38,8 +38,10 @@ from seqrender.experiments.failures import RunError
 from seqrender.experiments.latent import with_latents
 from seqrender.experiments.resume import flat_config, resume, set_aside
 from seqrender.experiments.precision import ACCELERATE_PRECISION, enable_cpu_fp16, probe_max_activations
+from seqrender.experiments import sharding
 from seqrender.experiments.tasks import task_for
 from seqrender.experiments.throughput import FlopCount, start_meter
+from seqrender.experiments.tracking import Tracking, step_figures
 
 
 @dataclass
@@ -58,12 +60,13 @@ def build_model(cfg: RunConfig) -> nn.Module:
 
 def make_accelerator(trainer: TrainerConfig) -> Accelerator:
     """Export the torch.distributed environment of a SLURM task (if any), then start accelerate with
-    `trainer.precision` (seqrender.experiments.precision)."""
+    `trainer.precision` (seqrender.experiments.precision) and `trainer.sharding` (.sharding)."""
     export_distributed_env()
     # DDP compares a gradient's strides with its bucket's even on size-1 dims (the attention registers,
     # (1, Hkv, d)): harmless, one copy of a few floats, but it prints a 4-line warning per rank.
     warnings.filterwarnings("ignore", message="Grad strides do not match bucket view strides")
-    return enable_cpu_fp16(Accelerator(cpu=trainer.cpu, mixed_precision=ACCELERATE_PRECISION[trainer.precision]))
+    return enable_cpu_fp16(sharding.make_accelerator(trainer.sharding, cpu=trainer.cpu,
+                                                     mixed_precision=ACCELERATE_PRECISION[trainer.precision]))
 
 
 def lr_lambda(trainer: TrainerConfig) -> Callable[[int], float]:
@@ -77,17 +80,13 @@ def lr_lambda(trainer: TrainerConfig) -> Callable[[int], float]:
     return factor
 
 
-@torch.no_grad()
-def update_ema(ema: nn.Module, model: nn.Module, *, decay: float) -> None:
-    for e, p in zip(ema.parameters(), model.parameters()):
-        e.lerp_(p.detach(), 1 - decay)
-
-
 def train(cfg: RunConfig, scenes, *, run_dir: Path,
-          stop_requested: Callable[[], bool] | None = None, stop_at: int | None = None) -> tuple[TrainResult, nn.Module]:
+          stop_requested: Callable[[], bool] | None = None, stop_at: int | None = None,
+          tracker: Tracking | None = None) -> tuple[TrainResult, nn.Module]:
     """Train (resuming from `<run_dir>/checkpoints` if present) up to `trainer.steps`, or only up to
     step `stop_at` (checkpointed; status "paused"; the schedule still spans `trainer.steps`).
-    `scenes` is the task's training data (`task_for(cfg).load(cfg, "train")`). Returns the result and the EMA model."""
+    `scenes` is the task's training data (`task_for(cfg).load(cfg, "train")`). Every
+    `trainer.log_every` steps the step log's figures also go to `tracker` (.tracking). Returns the result and the EMA model."""
     tc = cfg.trainer
     accelerator = make_accelerator(tc)
     model = build_model(cfg)
@@ -100,12 +99,15 @@ def train(cfg: RunConfig, scenes, *, run_dir: Path,
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(tc))
     ckpt_root = run_dir / "checkpoints"
     config = flat_config(cfg)
-    state = _resume(ckpt_root, accelerator, config=config, model=model, ema=ema, optimizer=optimizer,
-                    scheduler=scheduler)
-    model, optimizer = accelerator.prepare(model, optimizer)
+    state = _resume(ckpt_root, accelerator, config=config, model=model, ema=ema, scheduler=scheduler)
+    model, optimizer = sharding.prepare(accelerator, model, optimizer)
+    if state:
+        sharding.load_optimizer_state(optimizer, state["optimizer"])
     if state and accelerator.scaler is not None and state.get("scaler") is not None:
         accelerator.scaler.load_state_dict(state["scaler"])
     step = state.get("step", 0)
+    if tracker is not None:
+        tracker.start(purge_from=step + 1)  # steps after the checkpoint are logged again
     losses: list[float] = state.get("losses", [])
     skipped_steps = state.get("nonfinite_steps", 0)
     started = time.perf_counter() - state.get("seconds", 0.0)   # so elapsed() sums resumed segments
@@ -114,7 +116,7 @@ def train(cfg: RunConfig, scenes, *, run_dir: Path,
     draw = with_latents(draw, cfg, accelerator.device)  # VAE latents when cfg.vae.enabled
     slice_size = _slice_size(tc.batch_size, accelerator.num_processes)
     rank = accelerator.process_index
-    ema.to(accelerator.device)
+    ema_shards = sharding.ShardedEMA(ema, model, accelerator.device)  # sharded like the weights under FSDP
 
     def elapsed() -> float:
         return time.perf_counter() - started
@@ -122,9 +124,11 @@ def train(cfg: RunConfig, scenes, *, run_dir: Path,
     def checkpoint() -> Path:
         accelerator.wait_for_everyone()
         path = ckpt_root / f"step_{step:08d}"
+        weights, optimizer_state, ema_full = (sharding.full_weights(accelerator.unwrap_model(model)),  # collective
+                                              sharding.full_optimizer_state(optimizer), ema_shards.gather())
         if accelerator.is_main_process:
-            save_checkpoint(ckpt_root, step, model=accelerator.unwrap_model(model), ema=ema, keep=tc.keep_checkpoints,
-                            state=_state(step, optimizer, scheduler, accelerator, losses, elapsed(), cfg,
+            save_checkpoint(ckpt_root, step, model=weights, ema=ema_full, keep=tc.keep_checkpoints,
+                            state=_state(step, optimizer_state, scheduler, accelerator, losses, elapsed(), cfg,
                                          skipped_steps), config=config)
         accelerator.wait_for_everyone()
         return path
@@ -135,6 +139,7 @@ def train(cfg: RunConfig, scenes, *, run_dir: Path,
                dynamic_ncols=True)
     model.train()
     meter = None  # throughput, started after this segment's first step (FLOPs counted at step 0)
+    grad_norms: list[float] = []  # since the last log step
     while step < tc.steps:
         if _any_rank(accelerator, stop_requested):
             path = checkpoint()
@@ -146,8 +151,10 @@ def train(cfg: RunConfig, scenes, *, run_dir: Path,
             loss = accumulate_gradients(accelerator, model, loss_fn, draw, step,
                                         range(rank * slice_size, (rank + 1) * slice_size), tc.grad_accum)
         losses.append(float(accelerator.reduce(loss.detach(), reduction="mean")))  # same on every rank
-        if _optimizer_step(accelerator, model, optimizer, finite=math.isfinite(losses[-1]), tc=tc):
-            update_ema(ema, accelerator.unwrap_model(model), decay=0.0 if step < tc.ema_start else tc.ema_decay)
+        updated, grad_norm = _optimizer_step(accelerator, model, optimizer, finite=math.isfinite(losses[-1]), tc=tc)
+        grad_norms.append(grad_norm)
+        if updated:
+            ema_shards.update(model, decay=0.0 if step < tc.ema_start else tc.ema_decay)
         else:
             skipped_steps += 1
             _check_divergence(step, losses[-1], skipped_steps, tc.max_nonfinite_steps, ckpt_root)
@@ -162,7 +169,9 @@ def train(cfg: RunConfig, scenes, *, run_dir: Path,
         bar.update(1)
         if step % tc.log_every == 0:
             _log(bar, step, tc.steps, np.mean(losses[-tc.log_every:]), scheduler.get_last_lr()[0],
-                 quiet=not accelerator.is_main_process, max_act=probe.maxima, rates=meter.rates())
+                 quiet=not accelerator.is_main_process, max_act=probe.maxima, rates=meter.rates(),
+                 grad_norm=_finite_mean(grad_norms), tracker=tracker)
+            grad_norms.clear()
         if step % tc.checkpoint_every == 0 or step == tc.steps or step == stop_at:
             checkpoint()
         if step == stop_at and step < tc.steps:
@@ -173,16 +182,24 @@ def train(cfg: RunConfig, scenes, *, run_dir: Path,
 
 
 def _optimizer_step(accelerator: Accelerator, model: nn.Module, optimizer, *, finite: bool,
-                    tc: TrainerConfig) -> bool:
-    """Clip and step on the accumulated gradients; False (no update) when the loss or the gradient
-    norm is not finite. Gradients are cleared either way."""
+                    tc: TrainerConfig) -> tuple[bool, float]:
+    """Clip and step on the accumulated gradients. Returns (updated, gradient norm before clipping);
+    no update when the loss or the gradient norm is not finite (the norm is NaN when the loss was not).
+    Gradients are cleared either way."""
+    norm = float("nan")
     if finite:
-        norm = accelerator.clip_grad_norm_(model.parameters(), tc.grad_clip)
-        finite = norm is None or bool(torch.isfinite(torch.as_tensor(norm)))
+        total = accelerator.clip_grad_norm_(model.parameters(), tc.grad_clip)
+        norm = sharding.grad_norm_value(total)
+        finite = total is None or math.isfinite(norm)
         if finite:
             optimizer.step()
     optimizer.zero_grad(set_to_none=True)
-    return finite
+    return finite, norm
+
+
+def _finite_mean(values: list[float]) -> float:
+    finite = [v for v in values if math.isfinite(v)]
+    return float(np.mean(finite)) if finite else float("nan")
 
 
 def _check_divergence(step: int, loss: float, skipped: int, tolerated: int, ckpt_root: Path) -> None:
@@ -197,10 +214,14 @@ def _check_divergence(step: int, loss: float, skipped: int, tolerated: int, ckpt
 
 
 def _log(bar, step: int, steps: int, loss: float, lr: float, *, quiet: bool, max_act: list[float] = (),
-         rates: dict[str, float] | None = None) -> None:
-    """Loss, lr, the largest per-block max |activation| (with its block index) and throughput on the
-    progress bar, or as a plain line when the bar is off (logs, SLURM)."""
-    figures = {"loss": f"{loss:.4f}", "lr": f"{lr:.2e}"}
+         rates: dict[str, float] | None = None, grad_norm: float = float("nan"),
+         tracker: Tracking | None = None) -> None:
+    """Loss, lr, gradient norm, the largest per-block max |activation| (with its block index) and
+    throughput on the progress bar, or as a plain line when the bar is off (logs, SLURM); all of them
+    to `tracker` too."""
+    if tracker is not None:
+        tracker.log(step_figures(loss, lr, grad_norm, list(max_act), rates or {}), step)
+    figures = {"loss": f"{loss:.4f}", "lr": f"{lr:.2e}", "grad_norm": f"{grad_norm:.4g}"}
     if max_act:
         figures["max_act"] = f"{max(max_act):.4g}@block{max_act.index(max(max_act))}"
     figures.update({k: f"{v:.4g}" for k, v in (rates or {}).items()})
@@ -223,10 +244,10 @@ def _any_rank(accelerator: Accelerator, stop_requested: Callable[[], bool] | Non
     return bool(flag > 0)
 
 
-def _state(step, optimizer, scheduler, accelerator, losses, seconds, cfg: RunConfig, nonfinite_steps: int) -> dict:
+def _state(step, optimizer_state, scheduler, accelerator, losses, seconds, cfg: RunConfig, nonfinite_steps: int) -> dict:
     return {
         "step": step,
-        "optimizer": optimizer.state_dict(),
+        "optimizer": optimizer_state,
         "scheduler": scheduler.state_dict(),
         "scaler": accelerator.scaler.state_dict() if accelerator.scaler is not None else None,
         "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()},
@@ -237,16 +258,16 @@ def _state(step, optimizer, scheduler, accelerator, losses, seconds, cfg: RunCon
     }
 
 
-def _resume(root: Path, accelerator: Accelerator, *, config: dict, model, ema, optimizer, scheduler) -> dict:
+def _resume(root: Path, accelerator: Accelerator, *, config: dict, model, ema, scheduler) -> dict:
     """Load the newest usable checkpoint under `root` into the objects ({} if there is none); the main
-    process then moves refused newer checkpoints aside (seqrender.experiments.resume)."""
+    process then moves refused newer checkpoints aside (seqrender.experiments.resume). The optimiser
+    state is loaded after `prepare` (sharded like the weights under FSDP)."""
     state, skipped = resume(root, model=model, ema=ema, config=config)
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         set_aside(skipped)
     if not state:
         return {}
-    optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
     torch.set_rng_state(state["rng"]["torch"])
     np.random.set_state(state["rng"]["numpy"])
