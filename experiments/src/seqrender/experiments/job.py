@@ -13,6 +13,7 @@ from seqrender.experiments import report
 from seqrender.experiments.batching import SceneTensors
 from seqrender.experiments.config import RunConfig
 from seqrender.experiments.data.dynamic import GridScenes
+from seqrender.experiments.eval_schedules import score_schedules
 from seqrender.experiments.evaluate import eval_batches, evaluate, model_method, score, summarise
 from seqrender.experiments.grid_eval import evaluate_grid
 from seqrender.experiments.orbit import generate_orbits
@@ -69,6 +70,8 @@ def run_job(cfg: RunConfig, *, run_dir: Path, stop_requested: Callable[[], bool]
                                                             torch.cat([o.truth for o in os])).mean()), 3)
                        for n, os in orbit.items()},
         "milestones": milestones,
+        **({"schedules": score_schedules(cfg, results, lambda c: milestone_scores(c, heldout, ema))}
+           if cfg.eval.schedules else {}),
         "total_seconds": round(time.perf_counter() - started, 2),
     }
     report.write_metrics(run_dir / "metrics.json", metrics)

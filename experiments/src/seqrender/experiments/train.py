@@ -107,7 +107,8 @@ def batch_and_loss(cfg: RunConfig, scenes: SceneTensors | GridScenes, sampler) -
     return (lambda step, indices: make_train_batch(scenes, seed=cfg.seed, step=step, batch_size=tc.batch_size,
                                                    views=tc.views, indices=indices, sampler=sampler,
                                                    cond_drop_prob=tc.cond_drop_prob,
-                                                   random_masking=tc.random_masking)), flow_loss
+                                                   random_masking=tc.random_masking,
+                                                   references=tc.fixed_references_or_none)), flow_loss
 
 
 def train(cfg: RunConfig, scenes: SceneTensors | GridScenes, *, run_dir: Path,
