@@ -62,10 +62,15 @@ def _plain(cfg) -> dict:
     return out
 
 
-def test_fixed_references_must_leave_a_target():
+@pytest.mark.parametrize("overrides, message", [
+    (["trainer.view_sampling=fixed", "trainer.fixed_references=4"], "trainer: .*fixed_references=4 must be below views=4"),
+    (["trainer.view_sampling=sometimes"], "trainer.view_sampling: Input should be 'exponential' or 'fixed'"),
+    (["eval.schedules=[linspace,nope]"], "eval.schedules: .*unknown schedule 'nope'; registered: linear_quadratic, "),
+])
+def test_bad_ablation_fields_name_themselves(overrides, message):
     before_compose([])
-    with pytest.raises(ConfigError, match="trainer: .*fixed_references=4 must be below views=4"):
-        validated(composed(["trainer.view_sampling=fixed", "trainer.fixed_references=4"]))
+    with pytest.raises(ConfigError, match=message):
+        validated(composed(overrides))
 
 
 def test_quick_posenc_sweep_then_summarise(tmp_path):

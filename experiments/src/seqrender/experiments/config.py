@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_validator
 
 from seqrender.experiments.layouts import mismatch, model_layout
 from seqrender.models import registry
@@ -103,13 +103,13 @@ class EvalConfig(_Strict):
     milestones: tuple[int, ...] = ()  # training steps at which the EMA is also scored (milestones.json)
     schedules: tuple[str, ...] = ()   # also score the EMA under each of these schedules, same NFE ("schedules" in metrics.json)
 
-    @model_validator(mode="after")
-    def _schedules_registered(self) -> "EvalConfig":
-        for name in self.schedules:
+    @field_validator("schedules")
+    @classmethod
+    def _schedules_registered(cls, names: tuple[str, ...]) -> tuple[str, ...]:
+        for name in names:
             if name not in registry.names("schedule"):
-                raise ValueError(f"schedules: unknown schedule {name!r}; registered: "
-                                 f"{', '.join(registry.names('schedule'))}")
-        return self
+                raise ValueError(f"unknown schedule {name!r}; registered: {', '.join(registry.names('schedule'))}")
+        return names
 
 
 @dataclasses.dataclass(frozen=True)
