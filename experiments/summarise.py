@@ -19,7 +19,8 @@ from seqrender.experiments.ablations.summary import summarise_sweep
 def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("sweep_dir", type=Path, help="the sweep dir of `run.py -m ...` (hydra.sweep.dir)")
-    parser.add_argument("--out", type=Path, default=None, help="folder for <name>.md and <name>.png (default: SWEEP_DIR)")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="folder for <name>.md and <name>.png (default: SWEEP_DIR)")
     args = parser.parse_args(argv)
     with failures.reported(None):
         sweep = read_sweep(args.sweep_dir)

@@ -63,7 +63,8 @@ def _plain(cfg) -> dict:
 
 
 @pytest.mark.parametrize("overrides, message", [
-    (["trainer.view_sampling=fixed", "trainer.fixed_references=4"], "trainer: .*fixed_references=4 must be below views=4"),
+    (["trainer.view_sampling=fixed", "trainer.fixed_references=4"],
+     "trainer: .*fixed_references=4 must be below views=4"),
     (["trainer.view_sampling=sometimes"], "trainer.view_sampling: Input should be 'exponential' or 'fixed'"),
     (["eval.schedules=[linspace,nope]"], "eval.schedules: .*unknown schedule 'nope'; registered: linear_quadratic, "),
 ])
@@ -76,8 +77,9 @@ def test_bad_ablation_fields_name_themselves(overrides, message):
 def test_quick_posenc_sweep_then_summarise(tmp_path):
     """The CI form: 2 arms x 1 seed x 3 steps of a tiny model, then summarise.py on the sweep dir."""
     sweep = tmp_path / "sweep"
-    proc = subprocess.run(command("-m", "experiment=ablate_posenc", "posenc=gta,rope", *QUICK, f"hydra.sweep.dir={sweep}"),
-                          cwd=REPO, env=env(tmp_path / "data"), capture_output=True, text=True, timeout=300)
+    args = ["-m", "experiment=ablate_posenc", "posenc=gta,rope", *QUICK, f"hydra.sweep.dir={sweep}"]
+    proc = subprocess.run(command(*args), cwd=REPO, env=env(tmp_path / "data"), capture_output=True, text=True,
+                          timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert sorted(p.name for p in sweep.iterdir() if p.is_dir()) == ["0", "1"]  # seed=0 replaced 0,1,2
     summary = subprocess.run([sys.executable, str(REPO / "experiments" / "summarise.py"), str(sweep),
@@ -94,13 +96,16 @@ def test_eval_schedules_equal_runs_sampled_with_each_schedule(tmp_path):
     """Training does not depend on the schedule, so job 0's linspace row (its eval.schedules) must equal
     job 1's main evaluation, which samples with schedule=linspace, and vice versa."""
     sweep = tmp_path / "sweep"
-    proc = subprocess.run(command("-m", "schedule=linear_quadratic,linspace", "eval.schedules=[linear_quadratic,linspace]",
-                                  *QUICK, "eval.orbit=false", f"hydra.sweep.dir={sweep}"),
-                          cwd=REPO, env=env(tmp_path / "data"), capture_output=True, text=True, timeout=300)
+    args = ["-m", "schedule=linear_quadratic,linspace", "eval.schedules=[linear_quadratic,linspace]", *QUICK,
+            "eval.orbit=false", f"hydra.sweep.dir={sweep}"]
+    proc = subprocess.run(command(*args), cwd=REPO, env=env(tmp_path / "data"), capture_output=True, text=True,
+                          timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     lq, lin = (json.loads((sweep / n / "metrics.json").read_text()) for n in ("0", "1"))
     for setting in ("1->3", "3->1"):
         for metric in ("psnr", "ssim"):
-            assert lq["schedules"]["linspace"][setting][metric] == pytest.approx(lin["eval"][setting]["trained"][metric], abs=1e-9)
-            assert lin["schedules"]["linear_quadratic"][setting][metric] == pytest.approx(lq["eval"][setting]["trained"][metric], abs=1e-9)
+            by_schedule = lq["schedules"]["linspace"][setting][metric]
+            assert by_schedule == pytest.approx(lin["eval"][setting]["trained"][metric], abs=1e-9)
+            by_schedule = lin["schedules"]["linear_quadratic"][setting][metric]
+            assert by_schedule == pytest.approx(lq["eval"][setting]["trained"][metric], abs=1e-9)
         assert lq["schedules"]["linspace"][setting]["psnr"] != lq["schedules"]["linear_quadratic"][setting]["psnr"]

@@ -59,7 +59,8 @@ def read_sweep(sweep_dir: Path) -> Sweep:
     if not entries:
         raise UserError(f"{sweep_dir}: no finished job with scores; " + "; ".join(f"{j.name}: {r}" for j, r in skipped))
     if len(experiments) > 1:
-        raise UserError(f"{sweep_dir}: jobs of different experiments ({', '.join(map(str, sorted(experiments, key=str)))})")
+        names = ", ".join(sorted(map(str, experiments)))
+        raise UserError(f"{sweep_dir}: jobs of different experiments ({names}); summarise one sweep at a time")
     return Sweep(entries, experiments.pop(), skipped)
 
 

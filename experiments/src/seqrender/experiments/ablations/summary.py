@@ -94,7 +94,8 @@ def summarise_arm(label: str, entries: list[Entry]) -> Arm:
     """Mean and 95 % interval per (setting, metric) over the arm's entries (seeds)."""
     settings = list(dict.fromkeys(s for e in entries for s in e.scores))
     scores = {s: {m: seed_score([e.scores.get(s, {}) for e in entries], m) for m in METRICS} for s in settings}
-    return Arm(label, tuple(e.seed for e in entries), {s: {m: v for m, v in row.items() if v} for s, row in scores.items()})
+    kept = {s: {m: v for m, v in row.items() if v is not None} for s, row in scores.items()}
+    return Arm(label, tuple(e.seed for e in entries), kept)
 
 
 def seed_score(rows: list[dict], metric: str) -> Score | None:
