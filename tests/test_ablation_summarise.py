@@ -4,8 +4,6 @@ paper's Table 4 signs worked out by hand, the single-seed and eval-schedules pat
 import importlib.util
 import json
 import math
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -109,10 +107,9 @@ def test_seed_intervals_and_verdicts_against_hand_computation(tmp_path):
 
 
 def test_cli_writes_table_and_chart(tmp_path):
+    """In-process; tests/test_ablation_sweep.py runs the script as a subprocess on a real sweep."""
     sweep = sampler_sweep(tmp_path / "sweep")
-    proc = subprocess.run([sys.executable, str(SUMMARISE), str(sweep), "--out", str(tmp_path / "out")],
-                          capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr
+    _cli().main([str(sweep), "--out", str(tmp_path / "out")])
     text = (tmp_path / "out" / "ablate_sampler.md").read_text()
     for arm in PSNR:
         assert f"| {arm}" in text
