@@ -21,6 +21,10 @@ def settings_of(summary: Summary) -> list[str]:
     return list(dict.fromkeys(s for arm in summary.arms for s in arm.scores))
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
 def cell(score: Score | None, metric: str) -> str:
     if score is None:
         return "n/a"
@@ -32,7 +36,7 @@ def markdown(summary: Summary, sweep: Sweep, sweep_dir: Path, chart: str) -> str
     """The whole summary page: provenance, scores per arm, verdicts against the paper, the chart."""
     settings = settings_of(summary)
     lines = [f"# {summary.name}" + (f": {summary.paper.source}" if summary.paper else ""), "",
-             f"Sweep `{sweep_dir}`: {len({e.job for e in sweep.entries})} finished jobs; swept "
+             f"Sweep `{sweep_dir}`: {_count(len({e.job for e in sweep.entries}), 'finished job')}; swept "
              f"{', '.join(f'`{k}`' for k in summary.keys) or 'nothing'}.", "",
              "Command (rebuilt from the jobs' overrides):", "", "```bash", summary.command, "```", ""]
     lines += [f"- skipped `{job}`: {reason}" for job, reason in sweep.skipped]
