@@ -161,6 +161,15 @@ def test_resume_config_comparison_lists_only_keys_that_may_not_change():
     assert config_changes(None, current) == []
 
 
+def test_checkpoints_from_before_view_sampling_resume_with_its_default():
+    """A manifest written before trainer.view_sampling existed was trained with n ~ 2^-n."""
+    saved = {"trainer.lr": 0.1}
+    exponential = {"trainer.lr": 0.1, "trainer.view_sampling": "exponential", "trainer.fixed_references": 1}
+    assert config_changes(saved, exponential) == []
+    fixed = {**exponential, "trainer.view_sampling": "fixed"}
+    assert config_changes(saved, fixed) == ["trainer.view_sampling ('exponential' -> 'fixed')"]
+
+
 def _scene(tmp_path: Path, matrix, image: Image.Image) -> Path:
     (tmp_path / "train").mkdir(parents=True)
     image.save(tmp_path / "train" / "r_0.png")

@@ -34,3 +34,21 @@ def test_view_split_invariants():
     assert ((active_refs == 1) & (split.target_mask.sum(1) == 1)).any()
     full = sample_view_split(8, 6, random_masking=False, generator=gen)
     assert full.active.all() and full.frame_mask.all()
+
+
+def test_fixed_number_of_references():
+    """The ablation baseline: exactly `references` reference views per scene, at varying positions."""
+    gen = torch.Generator().manual_seed(2)
+    split = sample_view_split(64, 4, random_masking=False, references=1, generator=gen)
+    assert (split.is_reference.sum(1) == 1).all() and split.active.all()
+    assert (split.is_reference.sum(0) > 0).all()  # every position serves as the reference sometimes
+    masked = sample_view_split(64, 6, random_masking=True, references=2, generator=gen)
+    assert (masked.is_reference.sum(1) == 2).all()
+    assert ((masked.active & masked.is_reference).sum(1) >= 1).all()
+    for bad in (0, 4):
+        try:
+            sample_view_split(2, 4, references=bad)
+        except ValueError as exc:
+            assert "references must be in [1, 3]" in str(exc)
+        else:
+            raise AssertionError(f"references={bad} was accepted")

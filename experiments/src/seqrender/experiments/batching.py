@@ -74,22 +74,25 @@ def scene_index(seed: int, position: int, num_scenes: int) -> int:
 
 
 def make_train_batch(scenes: SceneTensors, *, seed: int, step: int, indices: range, batch_size: int,
-                     views: int, sampler, cond_drop_prob: float, random_masking: bool) -> TrainBatch:
-    """Samples `indices` (global indices within step `step`'s batch of `batch_size`)."""
+                     views: int, sampler, cond_drop_prob: float, random_masking: bool,
+                     references: int | None = None) -> TrainBatch:
+    """Samples `indices` (global indices within step `step`'s batch of `batch_size`); `references`:
+    a fixed number of reference views per sample (None: n ~ 2^−n, Kaleido's view sampling)."""
     if views > scenes.views:
         raise ValueError(f"trainer.views={views} exceeds the {scenes.views} views per scene")
     parts = [_one_sample(scenes, seed=seed, step=step, index=g, batch_size=batch_size, views=views,
-                         sampler=sampler, cond_drop_prob=cond_drop_prob, random_masking=random_masking)
+                         sampler=sampler, cond_drop_prob=cond_drop_prob, random_masking=random_masking,
+                         references=references)
              for g in indices]
     return TrainBatch(**{k: torch.stack([p[k] for p in parts]) for k in parts[0]})
 
 
 def _one_sample(scenes: SceneTensors, *, seed: int, step: int, index: int, batch_size: int, views: int,
-                sampler, cond_drop_prob: float, random_masking: bool) -> dict[str, Tensor]:
+                sampler, cond_drop_prob: float, random_masking: bool, references: int | None) -> dict[str, Tensor]:
     gen = generator_from(seed, step, index)
     s = scene_index(seed, step * batch_size + index, len(scenes))
     chosen = torch.randperm(scenes.views, generator=gen)[:views]
-    split = sample_view_split(1, views, random_masking=random_masking, generator=gen)
+    split = sample_view_split(1, views, random_masking=random_masking, references=references, generator=gen)
     t = sampler.sample(1, generator=gen)[0]
     x = scenes.images[s, chosen] * 2 - 1
     return dict(

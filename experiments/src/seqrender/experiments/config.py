@@ -43,6 +43,8 @@ class TrainerConfig(_Strict):
     ema_start: int = Field(ge=0)
     cond_drop_prob: float = Field(ge=0, lt=1)
     random_masking: bool
+    view_sampling: Literal["exponential", "fixed"] = "exponential"  # n ~ 2^-n references, or always n = fixed_references
+    fixed_references: int = Field(default=1, ge=1)  # references per sample when view_sampling = fixed
     checkpoint_every: int = Field(gt=0)
     keep_checkpoints: int = Field(ge=1)
     log_every: int = Field(gt=0)
@@ -70,6 +72,18 @@ class TrainerConfig(_Strict):
             raise ValueError(f"grad_accum={self.grad_accum} must divide batch_size={self.batch_size}")
         return self
 
+    @model_validator(mode="after")
+    def _fixed_references_leave_a_target(self) -> "TrainerConfig":
+        if self.view_sampling == "fixed" and self.fixed_references >= self.views:
+            raise ValueError(f"fixed_references={self.fixed_references} must be below views={self.views} "
+                             "(at least one target per sample)")
+        return self
+
+    @property
+    def fixed_references_or_none(self) -> int | None:
+        """The fixed number of references per training sample, or None for the exponential π(n)."""
+        return self.fixed_references if self.view_sampling == "fixed" else None
+
 
 class VAESettings(_Strict):
     """Latent-space training (seqrender.experiments.latent): images are encoded by a frozen local
@@ -96,6 +110,15 @@ class EvalConfig(_Strict):
     bootstrap_samples: int = Field(default=2000, ge=100)  # resamples of the items for the 95 % intervals
     orbit: bool = True      # Kaleido: orbit.png, 8 generated views around held-out scenes
     milestones: tuple[int, ...] = ()  # training steps at which the EMA is also scored (milestones.json)
+    schedules: tuple[str, ...] = ()   # also score the EMA under each of these schedules, same NFE ("schedules" in metrics.json)
+
+    @field_validator("schedules")
+    @classmethod
+    def _schedules_registered(cls, names: tuple[str, ...]) -> tuple[str, ...]:
+        for name in names:
+            if name not in registry.names("schedule"):
+                raise ValueError(f"unknown schedule {name!r}; registered: {', '.join(registry.names('schedule'))}")
+        return names
 
 
 @dataclasses.dataclass(frozen=True)

@@ -12,6 +12,7 @@ from accelerate import PartialState
 
 from seqrender.experiments import report
 from seqrender.experiments.config import RunConfig
+from seqrender.experiments.eval_schedules import score_schedules
 from seqrender.experiments.evaluate import sharded
 from seqrender.experiments.resume import flat_config
 from seqrender.experiments.tasks import task_for
@@ -72,6 +73,8 @@ def _run_job(cfg: RunConfig, *, run_dir: Path, stop_requested: Callable[[], bool
                       "model": "trained = EMA weights", "intervals": "95 % bootstrap over items"},
         **pictures,
         "milestones": milestones,
+        **({"schedules": score_schedules(cfg, results, lambda c: milestone_scores(c, heldout, ema))}
+           if cfg.eval.schedules else {}),
         "total_seconds": round(time.perf_counter() - started, 2),
     }
     report.write_metrics(run_dir / "metrics.json", metrics)

@@ -31,6 +31,8 @@ MAY_CHANGE = ("trainer.steps", "trainer.progress", "trainer.log_every", "trainer
               "trainer.activation_checkpointing", "trainer.local_processes", "trainer.sharding", "trainer.tracker",
               "threads", "eval.*", "schedule.*", "solver.*")
 SKIPPED = "skipped"
+# Keys added after checkpoints were first written: a manifest without them was trained with this value.
+ADDED_KEYS = {"trainer.view_sampling": "exponential", "trainer.fixed_references": 1}
 
 
 def flat_config(cfg: RunConfig) -> dict[str, Any]:
@@ -62,6 +64,7 @@ def config_changes(saved: dict[str, Any] | None, current: dict[str, Any]) -> lis
     if not saved:
         return []
     missing = object()
+    saved = {**{k: v for k, v in ADDED_KEYS.items() if k in current}, **saved}
     keys = sorted((set(saved) | set(current)))
     return [f"{k} ({saved.get(k, 'unset')!r} -> {current.get(k, 'unset')!r})" for k in keys
             if not may_change(k) and saved.get(k, missing) != current.get(k, missing)]

@@ -35,7 +35,8 @@ class KaleidoViews(Task):
         tc = cfg.trainer
         return lambda step, indices: make_train_batch(
             data, seed=cfg.seed, step=step, batch_size=tc.batch_size, views=tc.views, indices=indices,
-            sampler=sampler, cond_drop_prob=tc.cond_drop_prob, random_masking=tc.random_masking)
+            sampler=sampler, cond_drop_prob=tc.cond_drop_prob, random_masking=tc.random_masking,
+            references=tc.fixed_references_or_none)
 
     def loss(self, model: nn.Module, batch: TrainBatch) -> Tensor:
         return flow_loss(model, batch)

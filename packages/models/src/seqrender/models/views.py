@@ -1,7 +1,7 @@
 """Training view splits for Kaleido (§3.2.1 iii).
 
 A scene of V views is split into n references and V − n targets with π(n) ∝ 2^(−n) on
-1 ≤ n ≤ V − 1. Random attention masking then keeps a uniformly chosen number of the references
+1 ≤ n ≤ V − 1 (or a fixed n, the ablation baseline: `references=n`). Random attention masking then keeps a uniformly chosen number of the references
 (1..n) and of the targets (1..V − n) active, so every (n', m') with n' + m' ∈ [2, V] is seen;
 inactive views are cut off by the frame mask and excluded from the loss.
 """
@@ -50,9 +50,10 @@ def _random_subset(size: int, count: int, generator: torch.Generator | None) -> 
     return chosen
 
 
-def _split_one(views: int, random_masking: bool, generator: torch.Generator | None) -> tuple[Tensor, Tensor]:
-    """One scene: (is_reference (V,), active (V,))."""
-    n_ref = sample_num_references(views, generator)
+def _split_one(views: int, random_masking: bool, generator: torch.Generator | None,
+               references: int | None = None) -> tuple[Tensor, Tensor]:
+    """One scene: (is_reference (V,), active (V,)); n ~ π(n), or n = `references` when given."""
+    n_ref = sample_num_references(views, generator) if references is None else references
     is_reference = _random_subset(views, n_ref, generator)
     active = torch.ones(views, dtype=torch.bool)
     if random_masking:
@@ -76,12 +77,16 @@ def sample_view_split(
     views: int,
     *,
     random_masking: bool = True,
+    references: int | None = None,
     generator: torch.Generator | None = None,
     device: torch.device | str | None = None,
 ) -> ViewSplit:
-    """Independent split per scene: n ~ π(n) references at random positions, then (optionally)
-    random attention masking down to (n', m') active views. Tensors on `device`."""
-    pairs = [_split_one(views, random_masking, generator) for _ in range(batch)]
+    """Independent split per scene: n ~ π(n) references (`references`: always exactly that many,
+    1 ≤ n ≤ V − 1) at random positions, then (optionally) random attention masking down to (n', m')
+    active views. Tensors on `device`."""
+    if references is not None and not 1 <= references < views:
+        raise ValueError(f"references must be in [1, {views - 1}] for {views} views; got {references}")
+    pairs = [_split_one(views, random_masking, generator, references) for _ in range(batch)]
     is_reference = torch.stack([p[0] for p in pairs]).to(device)
     active = torch.stack([p[1] for p in pairs]).to(device)
     return ViewSplit(is_reference, active, frame_mask_from_active(active))
