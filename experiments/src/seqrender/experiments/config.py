@@ -54,6 +54,9 @@ class TrainerConfig(_Strict):
     compile: bool = False                          # torch.compile the model
     compile_backend: str = "inductor"              # torch.compile backend ("eager"/"aot_eager": debugging)
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"  # accelerate mixed precision (fp16: loss scaling)
+    stream: Literal["auto", "on", "off"] = "auto"  # read training samples from disk (auto: real-data formats)
+    data_workers: int = Field(default=2, ge=0)     # DataLoader worker processes when streaming (0: in-process)
+    init_from: str | None = None  # run dir, step_* dir or model .safetensors: initial weights (curriculum)
 
     @model_validator(mode="after")
     def _accumulation_divides_batch(self) -> "TrainerConfig":

@@ -36,10 +36,6 @@ def run_job(cfg: RunConfig, *, run_dir: Path, stop_requested: Callable[[], bool]
         return {"train": train_info}
     if not PartialState().is_main_process:
         return {"train": train_info}
-    if cfg.vae.enabled:  # latent-space presets: held-out evaluation would need VAE decoding (not wired yet)
-        report.write_metrics(run_dir / "metrics.json", {"train": train_info, "eval": "skipped: latent-space run"})
-        print(f"trained {result.step} steps in latent space; evaluation skipped; outputs in {run_dir}")
-        return {"train": train_info}
     eval_started = time.perf_counter()
     task = task_for(cfg)
     results, samples = task.evaluate(cfg, heldout, {"trained": ema, "untrained": build_model(cfg)},

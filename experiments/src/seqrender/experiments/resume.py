@@ -28,7 +28,8 @@ from seqrender.experiments.failures import RunError
 
 MAY_CHANGE = ("trainer.steps", "trainer.progress", "trainer.log_every", "trainer.checkpoint_every",
               "trainer.keep_checkpoints", "trainer.max_nonfinite_steps", "trainer.cpu",
-              "trainer.activation_checkpointing", "threads", "eval.*", "schedule.*", "solver.*")
+              "trainer.activation_checkpointing", "trainer.stream",
+              "trainer.data_workers", "threads", "eval.*", "schedule.*", "solver.*")
 SKIPPED = "skipped"
 
 
