@@ -219,9 +219,10 @@ def evaluate(cfg: RunConfig, scenes: SceneTensors, models: dict[str, nn.Module],
     Rows: "trained" (EMA, configured sampler and guidance), "trained_1step" (posterior mean),
     "shuffled_references" (trained sampler, references taken from another held-out scene, targets
     and their poses unchanged; only with at least 2 held-out scenes), "untrained" (its velocity is exactly zero, so every sampler returns
-    the noise: scored with one step), and the baselines "mean_reference" and "nearest_reference"."""
+    the noise: scored with one step), and the baselines "mean_reference" and "nearest_reference".
+    `vae`: latent-space runs sample latents and score the decoded images."""
     trained = models["trained"].eval()
-    sample_trained = model_method(trained, cfg)
+    sample_trained = model_method(trained, cfg, vae)
     results, samples = {}, {}
     for setting in cfg.eval.settings:
         batches = list(eval_batches(scenes, setting, num_items=cfg.eval.num_items,
