@@ -71,7 +71,7 @@ def main() -> None:
         for workers in (0, 1, 2):
             draw = StreamingDraw(StreamedSamples(dataset, sampling), workers=workers)
             draw.start(0, steps + 1, [range(BATCH)])
-            rows.append({"source": f"disk, {workers} workers", "frames/s": frames_per_second(draw, steps)})
+            rows.append({"source": f"disk, {workers} worker{'s' * (workers != 1)}", "frames/s": frames_per_second(draw, steps)})
         memory = stack_scenes(dataset, time_positions=False)
         in_memory = lambda step, indices: make_train_batch(  # noqa: E731
             memory, seed=0, step=step, indices=indices, batch_size=BATCH, views=VIEWS, sampler=ModeSampler(),
