@@ -61,10 +61,7 @@ def test_untrained_latent_sample_is_the_decoded_noise(tmp_path):
     """The untrained model's velocity is zero, so its targets are the decoded latent noise: compare
     with diffusers decoding the same latents (its own scaling and shift)."""
     reference = save_random_vae(tmp_path / "vae")
-    before_compose([])
-    with initialize_config_dir(config_dir=str(REPO / "experiments" / "configs"), version_base="1.3"):
-        raw = compose(config_name="config", overrides=[*TINY, *LATENT, f"vae.path={tmp_path / 'vae'}"])
-    cfg = validate_config(OmegaConf.to_container(raw, resolve=True))
+    cfg = _config(tmp_path, f"vae.path={tmp_path / 'vae'}")
     gen = torch.Generator().manual_seed(0)
     scenes = SceneTensors(torch.rand(3, 6, 3, 16, 16, generator=gen), torch.eye(3).repeat(3, 6, 1, 1) * 8,
                           torch.eye(4).repeat(3, 6, 1, 1))
@@ -75,6 +72,49 @@ def test_untrained_latent_sample_is_the_decoded_noise(tmp_path):
     with torch.no_grad():
         decoded = reference.decode((z / 0.5 + 0.1).flatten(0, 1)).sample.unflatten(0, z.shape[:2])
     torch.testing.assert_close(pred[:, 1:], ((decoded + 1) / 2).clamp(0, 1), rtol=1e-4, atol=1e-5)
+
+
+def test_latent_cache_matches_on_the_fly_encoding_and_resumes(tmp_path, monkeypatch):
+    """`vae.cache`: batches equal the on-the-fly encoded ones; a deleted scene file is re-encoded
+    alone; a cache of another setup is refused in one line."""
+    from seqrender.experiments.failures import UserError
+    from seqrender.experiments.latent import with_latents
+    from seqrender.experiments.latent_cache import LatentCache
+    from seqrender.experiments.tasks import task_for
+
+    monkeypatch.setenv("SEQRENDER_DATA", str(tmp_path / "data"))
+    save_random_vae(tmp_path / "vae")
+    cache = tmp_path / "cache"
+    fly = _config(tmp_path, f"vae.path={tmp_path / 'vae'}")
+    cached = _config(tmp_path, f"vae.path={tmp_path / 'vae'}", f"vae.cache={cache}")
+    task = task_for(fly)
+    data = task.load(fly, "train")
+    draw = task.batches(fly, data, fly.sampler.build())
+    device = torch.device("cpu")
+    a, b = with_latents(draw, fly, device, data)(3, range(2)), with_latents(draw, cached, device, data)(3, range(2))
+    assert len(list(cache.glob("scene_*.safetensors"))) == len(data)
+    torch.testing.assert_close(b.x, a.x, rtol=1e-4, atol=1e-5)
+    for name in ("noise", "images", "intrinsics", "extrinsics", "is_reference", "t"):
+        assert torch.equal(getattr(a, name), getattr(b, name)), name
+    kept = {p.name: p.stat().st_mtime_ns for p in cache.glob("scene_*.safetensors")}
+    (cache / "scene_000002.safetensors").unlink()
+    vae = load_vae(cached, device)
+    calls = []
+    monkeypatch.setattr(vae, "encode", lambda x, _e=vae.encode: calls.append(x.shape) or _e(x))
+    key = json.loads((cache / "manifest.json").read_text())
+    LatentCache(cache, data, vae, key, progress=False)
+    assert len(calls) == 1 and (cache / "scene_000002.safetensors").is_file()
+    assert all(p.stat().st_mtime_ns == kept[p.name] for p in cache.glob("scene_*.safetensors")
+               if p.name != "scene_000002.safetensors")
+    with pytest.raises(UserError, match=r"^vae.cache: .* holds latents of another setup \(scenes differs\)"):
+        LatentCache(cache, data, vae, {**key, "scenes": 99}, progress=False)
+
+
+def _config(tmp_path, *overrides):
+    before_compose([])
+    with initialize_config_dir(config_dir=str(REPO / "experiments" / "configs"), version_base="1.3"):
+        raw = compose(config_name="config", overrides=[*TINY, *LATENT, *overrides])
+    return validate_config(OmegaConf.to_container(raw, resolve=True))
 
 
 def test_latent_run_trains_samples_decodes_and_scores(tmp_path):

@@ -50,7 +50,8 @@ class TrainBatch:
     """x, noise (B, V, 3, H, W) with x in [-1, 1]; t (B,); is_reference, loss_mask (B, V) bool;
     frame_mask (B, V, V) bool; drop_condition (B,) bool; intrinsics (B, V, 3, 3); extrinsics (B, V, 4, 4);
     images (B, V, 3, H, W) in [0, 1] or None: the RGB frames when x holds VAE latents (`latent`);
-    times (B, V) θ_t angles or None: video clips, positioned in time instead of by their poses."""
+    times (B, V) θ_t angles or None: video clips, positioned in time instead of by their poses;
+    scene (B,), frames (B, V) int64: which scene and frames each sample shows (the latent cache's keys)."""
 
     x: Tensor
     noise: Tensor
@@ -63,6 +64,8 @@ class TrainBatch:
     extrinsics: Tensor
     images: Tensor | None = None
     times: Tensor | None = None
+    scene: Tensor | None = None
+    frames: Tensor | None = None
 
     def to(self, device: torch.device) -> "TrainBatch":
         return TrainBatch(**{k: None if v is None else v.to(device) for k, v in vars(self).items()})
@@ -131,6 +134,8 @@ class ViewSampling:
             intrinsics=views["intrinsics"],
             extrinsics=views["extrinsics"],
             times=views["times"],
+            scene=torch.tensor(scene),
+            frames=chosen,
         )
 
 

@@ -71,6 +71,7 @@ class VAESettings(_Strict):
 
     enabled: bool = False
     path: str | None = None  # local folder with diffusion_pytorch_model.safetensors + config.json
+    cache: str | None = None  # folder of precomputed training latents (latent_cache.py); None: encode on the fly
 
     @model_validator(mode="after")
     def _path_when_enabled(self) -> "VAESettings":

@@ -5,12 +5,14 @@
 encodes the pixel batch with a frozen local AutoencoderKL (posterior mean), keeps the RGB images
 (for the DINOv2 features of the reference views), rescales the intrinsics to the latent grid and
 draws latent-shaped noise from the stream keyed (seed, step, sample, 1), so a resumed or DDP run
-still draws exactly what one uninterrupted run draws. Evaluation (`to_latent_batch`) encodes the
+still draws exactly what one uninterrupted run draws. With `vae.cache` the latents come from a
+precomputed, resumable cache (`latent_cache.py`) instead of the encoder. Evaluation (`to_latent_batch`) encodes the
 held-out views, samples latents and decodes them to images for the metrics.
 """
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 from typing import Callable
 
 import torch
@@ -18,6 +20,7 @@ import torch
 from seqrender.experiments.batching import TrainBatch
 from seqrender.experiments.config import RunConfig
 from seqrender.experiments.data.seeding import generator_from
+from seqrender.experiments.latent_cache import LatentCache, cache_key
 from seqrender.models.vae import AutoencoderKL
 
 NOISE_STREAM = 1  # fourth key of the per-sample generator: latent noise
@@ -37,10 +40,12 @@ def load_vae(cfg: RunConfig, device: torch.device) -> AutoencoderKL | None:
 
 
 @torch.no_grad()
-def encode_batch(batch: TrainBatch, vae: AutoencoderKL, *, seed: int, step: int, indices: range) -> TrainBatch:
+def encode_batch(batch: TrainBatch, vae: AutoencoderKL, *, seed: int, step: int, indices: range,
+                 cache: LatentCache | None = None) -> TrainBatch:
     """Pixel batch (x (B, V, 3, H, W) in [-1, 1]) -> latent batch (x, noise (B, V, C, H/f, W/f)),
-    images (B, V, 3, H, W) in [0, 1], intrinsics in latent pixels."""
-    latents = vae.encode(batch.x)
+    images (B, V, 3, H, W) in [0, 1], intrinsics in latent pixels. With a `cache` the latents of
+    the batch's (scene, frames) are read from it instead of encoded."""
+    latents = vae.encode(batch.x) if cache is None else cache.latents(batch.scene, batch.frames).to(batch.x)
     noise = torch.stack([torch.randn(latents.shape[1:], generator=generator_from(seed, step, g, NOISE_STREAM))
                          for g in indices]).to(latents.device)
     return replace(batch, x=latents, noise=noise, images=(batch.x + 1) / 2,
@@ -74,10 +79,14 @@ def to_latent_batch(batch, x: torch.Tensor, vae: AutoencoderKL):
     return replace(batch, intrinsics=latent_intrinsics(batch.intrinsics, f)), latents, noise
 
 
-def with_latents(draw: Callable, cfg: RunConfig, device: torch.device) -> Callable:
-    """`draw` itself when cfg.vae is off, else draw(step, indices) on `device`, then encoded."""
+def with_latents(draw: Callable, cfg: RunConfig, device: torch.device, data=None) -> Callable:
+    """`draw` itself when cfg.vae is off, else draw(step, indices) on `device`, then encoded (or its
+    latents read from the precomputed `vae.cache` of the training `data`, built first if needed)."""
     vae = load_vae(cfg, device)
     if vae is None:
         return draw
+    cache = None
+    if cfg.vae.cache:
+        cache = LatentCache(Path(cfg.vae.cache), data, vae, cache_key(cfg, data), progress=cfg.trainer.progress)
     return lambda step, indices: encode_batch(draw(step, indices).to(device), vae, seed=cfg.seed, step=step,
-                                              indices=indices)
+                                              indices=indices, cache=cache)

@@ -115,7 +115,7 @@ def train(cfg: RunConfig, scenes, *, run_dir: Path,
     if hasattr(draw, "start"):  # streamed data (streaming.StreamingDraw): prefetch this segment's batches
         draw.start(step, min(stop_at or tc.steps, tc.steps),
                    micro_batches(range(rank * slice_size, (rank + 1) * slice_size), tc.grad_accum))
-    draw = with_latents(draw, cfg, accelerator.device)  # VAE latents when cfg.vae.enabled
+    draw = with_latents(draw, cfg, accelerator.device, scenes)  # VAE latents when cfg.vae.enabled
     ema.to(accelerator.device)
 
     def elapsed() -> float:
