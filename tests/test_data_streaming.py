@@ -13,6 +13,7 @@ import torch
 
 from seqrender.experiments.batching import ViewSampling, make_train_batch
 from seqrender.experiments.data.nerfstudio import NerfstudioConfig, nerfstudio_dataset
+from seqrender.experiments.data.scene_dataset import DataError
 from seqrender.experiments.data.video import VideoConfig, video_dataset
 from seqrender.experiments.streaming import StreamedSamples, StreamingDraw
 from seqrender.experiments.tasks.kaleido_views import stack_scenes
@@ -63,6 +64,21 @@ def test_streamed_batches_equal_in_memory_batches(scenes_on_disk, workers):
             _assert_same(draw(step, range(1)), _in_memory(scenes, sampling, step, range(1)))
         for part in parts:
             _assert_same(draw(step, part), _in_memory(scenes, sampling, step, part))
+
+
+def test_a_corrupt_image_in_a_worker_is_the_original_one_line_error(tmp_path):
+    """A PNG whose header is intact (so loading validated it) but whose data is cut off fails in a
+    worker; the training loop gets the DataError naming the file, not the loader's traceback."""
+    WRITERS["nerfstudio"](tmp_path, rendered_scenes(3, 5))
+    dataset = nerfstudio_dataset(NerfstudioConfig(root=str(tmp_path), frames_per_scene=5, resolution=16), split="train")
+    bad = tmp_path / "scene_0" / "images" / "frame_00002.png"
+    bad.write_bytes(bad.read_bytes()[:60])
+    draw = StreamingDraw(StreamedSamples(dataset, _sampling(views=5, masking=False)), workers=1)
+    draw.start(0, 4, [range(4)])
+    with pytest.raises(DataError) as err:
+        for step in range(4):
+            draw(step, range(4))
+    assert "\n" not in str(err.value) and str(bad) in str(err.value)
 
 
 def test_twelve_views_with_random_masking(scenes_on_disk):

@@ -98,5 +98,8 @@ class StreamingDraw:
     def __call__(self, step: int, indices: Sequence[int]) -> TrainBatch:
         if self._next is not None and self._next == [(step, g) for g in indices]:
             self._next = next(self._plan, None)
-            return next(self._batches)
+            try:
+                return next(self._batches)
+            except Exception:  # a worker failed (e.g. a corrupt image): redo it here for the original
+                self._next = None  # one-line error (the loader wraps it in a multi-line traceback)
         return self.samples.batch(step, indices)
