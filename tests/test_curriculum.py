@@ -56,6 +56,17 @@ def test_init_from_loads_the_weights_and_names_a_mismatch(tmp_path):
         init_from(str(tmp_path / "nothing"), model, ema)
 
 
+def test_preflight_checks_init_from_and_clip_length(tmp_path):
+    """Before any data is made: init_from must name fitting weights; views must fit a clip's T frames."""
+    from seqrender.experiments.config import ConfigError
+    from seqrender.experiments.preflight import preflight
+
+    with pytest.raises(UserError, match=r"^trainer.init_from: .*nothing: no checkpoint found"):
+        preflight(run_config(f"trainer.init_from={tmp_path / 'nothing'}"), tmp_path / "run")
+    with pytest.raises(ConfigError, match=r"^trainer.views: 6 views per sample, but the dataset has dataset.times=4"):
+        preflight(run_config("dataset=embedded_video", "trainer.views=6"), tmp_path / "run")
+
+
 def test_video_stage_positions_clips_by_theta_t_without_poses(tmp_path, monkeypatch):
     """dataset=embedded_video: each (scene, camera) row of the moving scenes is a clip; Kaleido gets
     θ_t = 2π·t/T and no extrinsics."""
