@@ -8,8 +8,7 @@ import torch
 
 from seqrender.experiments.data import look_at_w2c
 from seqrender.experiments.render import RenderError
-from seqrender.experiments.render.trajectories import (make_trajectory, matrix_to_quaternion,
-                                                       quaternion_to_matrix, scene_frame)
+from seqrender.experiments.render.trajectories import make_trajectory, scene_frame
 from seqrender.posenc.conventions import opencv_w2c_to_opengl_c2w
 
 UP = torch.tensor([0.0, 0.0, 1.0])
@@ -54,13 +53,6 @@ def test_spiral_swings_the_elevation():
     elevation = np.degrees(np.arcsin(c[:, 2] / np.linalg.norm(c, axis=1)))
     base = math.degrees(math.atan2(1.0, 3.0))
     assert np.allclose(elevation, base + 10 * np.sin(2 * np.pi * np.arange(8) / 8), atol=1e-3)
-
-
-def test_quaternions_round_trip_random_rotations():
-    q, r = torch.linalg.qr(torch.randn(64, 3, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(0)))
-    rot = q * torch.sign(torch.diagonal(r, dim1=-2, dim2=-1))[:, None, :]
-    rot = rot * torch.sign(torch.det(rot))[:, None, None]
-    assert torch.allclose(quaternion_to_matrix(matrix_to_quaternion(rot)), rot, atol=1e-10)
 
 
 def test_interpolate_passes_through_the_inputs_with_half_angle_midpoints():

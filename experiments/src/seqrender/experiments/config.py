@@ -56,6 +56,9 @@ class TrainerConfig(_Strict):
     compile: bool = False                          # torch.compile the model
     compile_backend: str = "inductor"              # torch.compile backend ("eager"/"aot_eager": debugging)
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"  # accelerate mixed precision (fp16: loss scaling)
+    stream: Literal["auto", "on", "off"] = "auto"  # read training samples from disk (auto: real-data formats)
+    data_workers: int = Field(default=2, ge=0)     # DataLoader worker processes when streaming (0: in-process)
+    init_from: str | None = None  # run dir, step_* dir or model .safetensors: initial weights (curriculum)
     sharding: Literal["none", "fsdp"] = "none"    # fsdp: FSDP2 through accelerate (seqrender.experiments.sharding)
     tracker: Literal["tensorboard", "wandb", "none"] = "tensorboard"  # seqrender.experiments.tracking
     local_processes: int = Field(default=1, ge=1)  # data-parallel ranks `run.py` starts on this machine
@@ -91,6 +94,7 @@ class VAESettings(_Strict):
 
     enabled: bool = False
     path: str | None = None  # local folder with diffusion_pytorch_model.safetensors + config.json
+    cache: str | None = None  # folder of precomputed training latents (latent_cache.py); None: encode on the fly
 
     @model_validator(mode="after")
     def _path_when_enabled(self) -> "VAESettings":

@@ -21,7 +21,7 @@ import torch.distributed as dist
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from seqrender.experiments.batching import SceneTensors
+from seqrender.experiments.batching import SceneTensors, positions
 from seqrender.experiments import stats
 from seqrender.experiments.config import Component, RunConfig
 from seqrender.experiments.data.seeding import generator_from
@@ -35,13 +35,14 @@ Method = Callable[["EvalBatch"], Tensor]
 @dataclass
 class EvalBatch:
     """images (B, V, 3, H, W) in [0, 1]; is_reference (B, V) bool; intrinsics (B, V, 3, 3);
-    extrinsics (B, V, 4, 4); noise (B, V, 3, H, W)."""
+    extrinsics (B, V, 4, 4); noise (B, V, 3, H, W); times (B, V) θ_t of clips (then no poses) or None."""
 
     images: Tensor
     is_reference: Tensor
     intrinsics: Tensor
     extrinsics: Tensor
     noise: Tensor
+    times: Tensor | None = None
 
 
 def parse_setting(setting: str) -> tuple[int, int]:
@@ -74,6 +75,7 @@ def eval_batches(scenes: SceneTensors, setting: str, *, num_items: int, batch_si
             intrinsics=take(scenes.intrinsics),
             extrinsics=take(scenes.extrinsics),
             noise=torch.stack([torch.randn(images.shape[1:], generator=generator_from(seed, i, 1)) for i in items]),
+            times=None if scenes.times is None else take(scenes.times),
         )
 
 
@@ -93,36 +95,45 @@ def _pick_views(available: int, seed: int, item: int) -> Tensor:
     return torch.randperm(available, generator=generator_from(seed, item))[:4]
 
 
-def sampling_method(cfg: RunConfig, velocity_for: Callable) -> Method:
+def sampling_method(cfg: RunConfig, velocity_for: Callable, vae=None) -> Method:
     """Sample the generated part (everything but `batch.is_reference`, which stays clean) with the
     configured schedule, solver and guidance. `velocity_for(batch, x)` gives the solver's velocity
-    function for a batch whose clean images in [-1, 1] are x."""
+    function for a batch whose clean images in [-1, 1] are x. With a `vae` (latent-space runs) the
+    sampling runs on its latents (`latent.to_latent_batch`) and the result is decoded to images."""
     schedule = cfg.schedule.build()
     solve = cfg.solver.build()
 
     @torch.no_grad()
     def predict(batch) -> Tensor:
-        x = batch.images * 2 - 1
+        x, noise = batch.images * 2 - 1, batch.noise
+        if vae is not None:
+            from seqrender.experiments.latent import to_latent_batch
+
+            batch, x, noise = to_latent_batch(batch, x, vae)
         keep = batch.is_reference[..., None, None, None]
-        out = solve(velocity_for(batch, x), batch.noise, schedule, guidance_scale=cfg.eval.guidance_scale,
+        out = solve(velocity_for(batch, x), noise, schedule, guidance_scale=cfg.eval.guidance_scale,
                     clean=x, keep_mask=keep)
+        if vae is not None:
+            out = vae.decode(out)
         return ((out + 1) / 2).clamp(0, 1)
 
     return predict
 
 
-def model_method(model: nn.Module, cfg: RunConfig) -> Method:
-    """Sample the targets with the configured schedule, solver and guidance; references stay clean."""
+def model_method(model: nn.Module, cfg: RunConfig, vae=None) -> Method:
+    """Sample the targets with the configured schedule, solver and guidance; references stay clean.
+    `vae`: the run's frozen AutoencoderKL for latent-space runs (None: pixel space)."""
     def velocity_for(batch: EvalBatch, x: Tensor):
         def velocity(z: Tensor, t: Tensor, *, drop_condition: Tensor) -> Tensor:
             rep = z.shape[0] // x.shape[0]      # 2 when CFG batches conditional + unconditional
+            where = positions(batch.extrinsics.repeat(rep, 1, 1, 1),
+                              None if batch.times is None else batch.times.repeat(rep, 1))
             return model(z, t, is_reference=batch.is_reference.repeat(rep, 1),
-                         intrinsics=batch.intrinsics.repeat(rep, 1, 1, 1),
-                         extrinsics=batch.extrinsics.repeat(rep, 1, 1, 1), drop_condition=drop_condition,
-                         images=batch.images.repeat(rep, 1, 1, 1, 1))  # aux encoder reads references only
+                         intrinsics=batch.intrinsics.repeat(rep, 1, 1, 1), drop_condition=drop_condition,
+                         images=batch.images.repeat(rep, 1, 1, 1, 1), **where)  # aux encoder: references only
         return velocity
 
-    return sampling_method(cfg, velocity_for)
+    return sampling_method(cfg, velocity_for, vae)
 
 
 def mean_reference(batch: EvalBatch) -> Tensor:
@@ -236,26 +247,28 @@ def one_step(cfg: RunConfig) -> RunConfig:
         "eval": cfg.eval.model_copy(update={"guidance_scale": 1.0})})
 
 
-def evaluate(cfg: RunConfig, scenes: SceneTensors, models: dict[str, nn.Module], *, progress: bool = True):
+def evaluate(cfg: RunConfig, scenes: SceneTensors, models: dict[str, nn.Module], *, progress: bool = True,
+             vae=None):
     """Per setting: {method: scores with 95 % intervals} and (batches, predictions) of "trained".
 
     Rows: "trained" (EMA, configured sampler and guidance), "trained_1step" (posterior mean),
     "shuffled_references" (trained sampler, references taken from another held-out scene, targets
     and their poses unchanged; only with at least 2 held-out scenes), "untrained" (its velocity is exactly zero, so every sampler returns
-    the noise: scored with one step), and the baselines "mean_reference" and "nearest_reference"."""
+    the noise: scored with one step), and the baselines "mean_reference" and "nearest_reference".
+    `vae`: latent-space runs sample latents and score the decoded images."""
     trained = models["trained"].eval()
-    sample_trained = model_method(trained, cfg)
+    sample_trained = model_method(trained, cfg, vae)
     results, samples = {}, {}
     for setting in cfg.eval.settings:
         batches = list(eval_batches(scenes, setting, num_items=cfg.eval.num_items,
                                     batch_size=cfg.eval.batch_size, seed=cfg.eval.seed))
         methods = {"trained": (sample_trained, batches),
-                   "trained_1step": (model_method(trained, one_step(cfg)), batches)}
+                   "trained_1step": (model_method(trained, one_step(cfg), vae), batches)}
         if len(scenes) >= 2:  # another held-out scene to take the references from
             shuffled = list(eval_batches(scenes, setting, num_items=cfg.eval.num_items, batch_size=cfg.eval.batch_size,
                                          seed=cfg.eval.seed, shuffle_references=True))
             methods["shuffled_references"] = (sample_trained, shuffled)
-        methods |= {name: (model_method(m.eval(), one_step(cfg)), batches)
+        methods |= {name: (model_method(m.eval(), one_step(cfg), vae), batches)
                     for name, m in models.items() if name != "trained"}
         methods |= {"mean_reference": (mean_reference, batches), "nearest_reference": (nearest_reference, batches)}
         results[setting], outputs = score_methods(methods, bootstrap=cfg.eval.bootstrap_samples,

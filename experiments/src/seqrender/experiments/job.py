@@ -49,11 +49,6 @@ def _run_job(cfg: RunConfig, *, run_dir: Path, stop_requested: Callable[[], bool
     if result.status != "finished":
         return {"train": train_info}
     main = PartialState().is_main_process
-    if cfg.vae.enabled:  # latent-space presets: held-out evaluation would need VAE decoding (not wired yet)
-        if main:
-            report.write_metrics(run_dir / "metrics.json", {"train": train_info, "eval": "skipped: latent-space run"})
-            print(f"trained {result.step} steps in latent space; evaluation skipped; outputs in {run_dir}")
-        return {"train": train_info}
     eval_started = time.perf_counter()
     task = task_for(cfg)
     with sharded():  # every rank scores a share of the batches; all get the gathered scores

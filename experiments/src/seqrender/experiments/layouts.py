@@ -17,6 +17,12 @@ def dataset_layout(name: str) -> str:
     return getattr(registry.config_class("dataset", name), "layout", "multiview")
 
 
+def dataset_positions(name: str) -> str:
+    """How a dataset's frames are positioned: "pose" (3D scenes) or "time" (video clips, θ_t, no poses);
+    a dataset's config class declares it in a `positions` class attribute ("pose" when absent)."""
+    return getattr(registry.config_class("dataset", name), "positions", "pose")
+
+
 def mismatch(model: str, dataset: str) -> str | None:
     """None if model `model` can train on dataset `dataset`, else one line saying what fits."""
     need, have = model_layout(model), dataset_layout(dataset)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
+from seqrender.experiments.checkpoint import checkpoint_dirs
 from seqrender.experiments.config import ConfigError, RunConfig
 from seqrender.experiments.data.dataset import BlenderConfig
 from seqrender.experiments.failures import UserError
@@ -28,6 +29,7 @@ def preflight(cfg: RunConfig, run_dir: Path) -> None:
     check_dataset_root(cfg)
     check_processes(cfg)
     check_available(cfg.trainer.tracker)
+    check_init_from(cfg, run_dir)
 
 
 def check_model(cfg: RunConfig) -> None:
@@ -50,10 +52,14 @@ def check_patch(cfg: RunConfig) -> None:
 
 
 def check_views(cfg: RunConfig) -> None:
-    available = getattr(cfg.dataset.config, "views_per_scene", None)
+    """trainer.views fits the frames a scene keeps (views_per_scene, frames_per_scene, or a clip's times)."""
+    field = next((f for f in ("views_per_scene", "frames_per_scene") if hasattr(cfg.dataset.config, f)), None)
+    if cfg.dataset.name == "embedded_video":
+        field = "times"
+    available = getattr(cfg.dataset.config, field) if field else None
     if model_layout(cfg.model.name) == "multiview" and available is not None and cfg.trainer.views > available:
         raise ConfigError(f"trainer.views: {cfg.trainer.views} views per sample, but the dataset has "
-                          f"dataset.views_per_scene={available} per scene")
+                          f"dataset.{field}={available} per scene")
 
 
 def check_dataset_root(cfg: RunConfig) -> None:
@@ -73,6 +79,15 @@ def check_processes(cfg: RunConfig) -> None:
     if cfg.trainer.batch_size % processes:
         raise ConfigError(f"trainer.batch_size: {cfg.trainer.batch_size} does not split evenly over the "
                           f"{processes} processes; use a multiple of {processes}")
+
+
+def check_init_from(cfg: RunConfig, run_dir: Path) -> None:
+    """trainer.init_from names weights that fit the model (unless the run resumes its own checkpoint)."""
+    if cfg.trainer.init_from and not checkpoint_dirs(run_dir / "checkpoints"):
+        from seqrender.experiments.init_from import init_from
+        from seqrender.experiments.train import build_model
+
+        init_from(cfg.trainer.init_from, build_model(cfg), build_model(cfg))
 
 
 def check_writable(path: Path, key: str = "hydra.run.dir") -> None:

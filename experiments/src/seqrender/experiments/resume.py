@@ -29,7 +29,7 @@ from seqrender.experiments.failures import RunError
 MAY_CHANGE = ("trainer.steps", "trainer.progress", "trainer.log_every", "trainer.checkpoint_every",
               "trainer.keep_checkpoints", "trainer.max_nonfinite_steps", "trainer.cpu",
               "trainer.activation_checkpointing", "trainer.local_processes", "trainer.sharding", "trainer.tracker",
-              "threads", "eval.*", "schedule.*", "solver.*")
+              "trainer.stream", "trainer.data_workers", "threads", "eval.*", "schedule.*", "solver.*")
 SKIPPED = "skipped"
 # Keys added after checkpoints were first written: a manifest without them was trained with this value.
 ADDED_KEYS = {"trainer.view_sampling": "exponential", "trainer.fixed_references": 1}

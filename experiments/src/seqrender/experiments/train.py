@@ -29,12 +29,13 @@ from accelerate import Accelerator
 from torch import nn
 from tqdm.auto import tqdm
 
-from seqrender.experiments.accumulation import accumulate_gradients
+from seqrender.experiments.accumulation import accumulate_gradients, micro_batches
 from seqrender.experiments.activation_checkpointing import checkpoint_blocks
 from seqrender.experiments.checkpoint import latest_checkpoint, save_checkpoint
 from seqrender.experiments.cluster import export_distributed_env
 from seqrender.experiments.config import RunConfig, TrainerConfig
 from seqrender.experiments.failures import RunError
+from seqrender.experiments.init_from import init_from
 from seqrender.experiments.latent import with_latents
 from seqrender.experiments.resume import flat_config, resume, set_aside
 from seqrender.experiments.precision import ACCELERATE_PRECISION, enable_cpu_fp16, probe_max_activations
@@ -100,6 +101,8 @@ def train(cfg: RunConfig, scenes, *, run_dir: Path,
     ckpt_root = run_dir / "checkpoints"
     config = flat_config(cfg)
     state = _resume(ckpt_root, accelerator, config=config, model=model, ema=ema, scheduler=scheduler)
+    if not state and tc.init_from:
+        print(f"initial weights (trainer.init_from): {init_from(tc.init_from, model, ema)}", flush=True)
     model, optimizer = sharding.prepare(accelerator, model, optimizer)
     if state:
         sharding.load_optimizer_state(optimizer, state["optimizer"])
@@ -113,9 +116,12 @@ def train(cfg: RunConfig, scenes, *, run_dir: Path,
     started = time.perf_counter() - state.get("seconds", 0.0)   # so elapsed() sums resumed segments
     task = task_for(cfg)
     draw, loss_fn = task.batches(cfg, scenes, cfg.sampler.build()), task.loss
-    draw = with_latents(draw, cfg, accelerator.device)  # VAE latents when cfg.vae.enabled
     slice_size = _slice_size(tc.batch_size, accelerator.num_processes)
     rank = accelerator.process_index
+    if hasattr(draw, "start"):  # streamed data (streaming.StreamingDraw): prefetch this segment's batches
+        draw.start(step, min(stop_at or tc.steps, tc.steps),
+                   micro_batches(range(rank * slice_size, (rank + 1) * slice_size), tc.grad_accum))
+    draw = with_latents(draw, cfg, accelerator.device, scenes)  # VAE latents when cfg.vae.enabled
     ema_shards = sharding.ShardedEMA(ema, model, accelerator.device)  # sharded like the weights under FSDP
 
     def elapsed() -> float:

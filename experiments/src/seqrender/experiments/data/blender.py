@@ -19,10 +19,11 @@ from typing import Sequence
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 from torch import Tensor
 
 from seqrender.experiments.data.cameras import fov_x_from_intrinsics, scale_intrinsics
+from seqrender.experiments.data.scene_dataset import composite, read_rgba
 from seqrender.posenc.conventions import intrinsics_from_fov, opencv_w2c_to_opengl_c2w, opengl_c2w_to_opencv_w2c
 
 _IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
@@ -145,35 +146,8 @@ def _parse_resolution(resolution: int | tuple[int, int] | None, native: tuple[in
 def _read_image(cameras: BlenderCameras, frame: int, background: np.ndarray) -> Tensor:
     """-> (3, H, W) float32 in [0, 1]: the straight-alpha RGBA image composited onto `background`
     (numpy, not torch: tiny per-image ops in torch's thread pool were 5x slower on a busy CPU)."""
-    path = cameras.image_paths[frame]
-    where = f"{cameras.transforms_path}: frame {frame}"
-    if not path.is_file():
-        raise FileNotFoundError(f"{where}: image {path} not found")
-    try:
-        with Image.open(path) as image:
-            rgba = _rgba(image, where=f"{where}: image {path}")
-    except (UnidentifiedImageError, OSError) as err:
-        raise ValueError(f"{where}: cannot read image {path} ({err})") from err
-    alpha = rgba[..., 3:]
-    rgb = rgba[..., :3] * alpha + background * (1.0 - alpha)
-    return torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1)))
-
-
-_SIXTEEN_BIT_GREY = {"I;16", "I;16B", "I;16L", "I"}  # how Pillow opens 16-bit greyscale PNGs
-
-
-def _rgba(image: Image.Image, *, where: str) -> np.ndarray:
-    """A PIL image -> (H, W, 4) float32 straight-alpha RGBA in [0, 1]. 16-bit greyscale is scaled by
-    1/65535 (PIL's convert("RGBA") would clip it to 0/255); 16-bit colour PNGs open as 8-bit RGB(A)."""
-    if image.mode in _SIXTEEN_BIT_GREY:
-        grey = np.asarray(image, dtype=np.float64)
-        if grey.min() < 0 or grey.max() > 65535:
-            raise ValueError(f"{where}: {image.mode} pixel values outside 0..65535 are not supported")
-        grey = (grey / 65535.0).astype(np.float32)
-        return np.stack([grey, grey, grey, np.ones_like(grey)], axis=-1)
-    if image.mode == "F" or image.mode.startswith(("I;32", "BGR")):
-        raise ValueError(f"{where}: unsupported image mode {image.mode!r} (use 8-bit or 16-bit PNG/JPEG)")
-    return np.asarray(image.convert("RGBA"), dtype=np.float32) / 255.0
+    rgba = read_rgba(cameras.image_paths[frame], f"{cameras.transforms_path}: frame {frame}")
+    return torch.from_numpy(np.ascontiguousarray(composite(rgba, background).transpose(2, 0, 1)))
 
 
 def write_scene(scene_dir: str | Path, rgba: Tensor, intrinsics: Tensor, extrinsics: Tensor, *,

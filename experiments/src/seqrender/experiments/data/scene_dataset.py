@@ -233,27 +233,50 @@ def image_size(path: Path, where: str) -> tuple[int, int]:
         return image.height, image.width
 
 
+class ImageNotFoundError(DataError, FileNotFoundError):
+    """An image file the annotations name is not there."""
+
+
 def open_image(path: Path, where: str) -> Image.Image:
     """PIL image of `path`; a missing or unreadable file is a DataError starting with `where`."""
     if not path.is_file():
-        raise DataError(f"{where}: image {path} not found")
+        raise ImageNotFoundError(f"{where}: image {path} not found")
     try:
         return Image.open(path)
     except (UnidentifiedImageError, OSError, ValueError) as err:
         raise DataError(f"{where}: cannot read image {path} ({err})") from None
 
 
+def read_rgba(path: Path, where: str) -> np.ndarray:
+    """(H, W, 4) float32 straight-alpha RGBA in [0, 1] of the image at `path` (the one image
+    decoder of the data package: real-data formats, Blender scenes, the embedded dataset). 16-bit
+    greyscale is scaled by 1/65535 (PIL's convert("RGBA") would clip it to 0/255)."""
+    with open_image(path, where) as image:
+        try:
+            return rgba_array(image, where=f"{where}: image {path}")
+        except OSError as err:
+            raise DataError(f"{where}: cannot decode image {path} ({err})") from None
+
+
+_SIXTEEN_BIT_GREY = {"I;16", "I;16B", "I;16L", "I"}  # how Pillow opens 16-bit greyscale PNGs
+
+
+def rgba_array(image: Image.Image, *, where: str) -> np.ndarray:
+    """A PIL image -> (H, W, 4) float32 straight-alpha RGBA in [0, 1]; 16-bit colour PNGs open as 8-bit."""
+    if image.mode in _SIXTEEN_BIT_GREY:
+        grey = np.asarray(image, dtype=np.float64)
+        if grey.min() < 0 or grey.max() > 65535:
+            raise DataError(f"{where}: {image.mode} pixel values outside 0..65535 are not supported")
+        grey = (grey / 65535.0).astype(np.float32)
+        return np.stack([grey, grey, grey, np.ones_like(grey)], axis=-1)
+    if image.mode == "F" or image.mode.startswith(("I;32", "BGR")):
+        raise DataError(f"{where}: unsupported image mode {image.mode!r} (use 8-bit or 16-bit PNG/JPEG)")
+    return np.asarray(image.convert("RGBA"), dtype=np.float32) / 255.0
+
+
 def read_image_frames(scene: Scene, frames: Sequence[int]) -> list[np.ndarray]:
     """(H, W, 4) float32 straight-alpha RGBA in [0, 1] of each frame."""
-    out = []
-    for f in frames:
-        with open_image(scene.frames[f], f"{scene.source}: frame {scene.label(f)}") as image:
-            try:
-                out.append(np.asarray(image.convert("RGBA"), dtype=np.float32) / 255.0)
-            except (OSError, ValueError) as err:
-                raise DataError(f"{scene.source}: frame {scene.label(f)}: cannot decode image "
-                                f"{scene.frames[f]} ({err})") from None
-    return out
+    return [read_rgba(scene.frames[f], f"{scene.source}: frame {scene.label(f)}") for f in frames]
 
 
 def composite(rgba: np.ndarray, background: np.ndarray) -> np.ndarray:

@@ -4,14 +4,15 @@
     <root>/<clip>/*.{png,jpg}              frames sorted by name; time = index / dataset.fps
 
 Clips have frame times and no poses: every frame gets the identity extrinsics and pinhole
-intrinsics from `dataset.fov_x` (principal point at the centre), so Kaleido trains on them as
-unposed views; items carry "times" (V,) in seconds for time-aware models.
+intrinsics from `dataset.fov_x` (principal point at the centre); items carry "times" (V,) in
+seconds. Kaleido positions clip frames by θ_t (`positions = "time"`: 2π·frame/frames_per_scene,
+SPEC §2) and passes no poses, the video pre-training stage of the curriculum.
 """
 
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import ClassVar, Sequence
 
 import numpy as np
 import torch
@@ -26,6 +27,8 @@ VIDEO_SUFFIXES = (".mp4", ".mkv", ".avi", ".mov", ".webm")
 
 @dataclass(frozen=True)
 class VideoConfig(SceneFormatConfig):
+    positions: ClassVar[str] = "time"  # clips: Kaleido positions frames by θ_t, no poses (layouts.py)
+
     fps: float = 30.0  # frame rate of frame folders (video files carry their own)
     fov_x: float = 1.0472  # assumed horizontal field of view in radians (60°)
 

@@ -4,24 +4,16 @@ from __future__ import annotations
 from pathlib import Path
 
 from omegaconf import OmegaConf
-from safetensors import safe_open
 from torch import nn
 
-from seqrender.experiments.checkpoint import latest_checkpoint
+from seqrender.experiments import weights as shared
 from seqrender.experiments.config import ConfigError, RunConfig, validate_config
 from seqrender.experiments.render import RenderError
-
-HINT = "a run dir (with checkpoints/), a step_* checkpoint dir, or an ema .safetensors file"
 
 
 def weights_file(path: Path) -> Path:
     """The EMA weights file named by `render.checkpoint`."""
-    if path.is_file():
-        return path
-    for ckpt in (latest_checkpoint(path / "checkpoints"), path):
-        if ckpt is not None and (ckpt / "ema.safetensors").is_file():
-            return ckpt / "ema.safetensors"
-    raise RenderError(f"render.checkpoint: {path}: no checkpoint found; give {HINT}")
+    return shared.weights_file(path, field="render.checkpoint", error=RenderError)
 
 
 def trained_config(weights: Path) -> RunConfig | None:
@@ -36,21 +28,6 @@ def trained_config(weights: Path) -> RunConfig | None:
     return None
 
 
-def load_weights(model: nn.Module, weights: Path, description: str) -> None:
-    """Load `weights` into `model`; RenderError naming the first tensor that does not fit."""
-    expected = model.state_dict()
-    try:
-        with safe_open(str(weights), framework="pt") as f:
-            shapes = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
-    except Exception as err:  # safetensors raises its own error types for foreign files
-        raise RenderError(f"render.checkpoint: {weights}: not a safetensors weights file ({err})") from None
-    problem = next((f"has no tensor '{k}'" for k in expected if k not in shapes), None)
-    problem = problem or next((f"has an extra tensor '{k}'" for k in shapes if k not in expected), None)
-    problem = problem or next((f"'{k}' is {shapes[k]}, the model's is {tuple(v.shape)}"
-                               for k, v in expected.items() if shapes[k] != tuple(v.shape)), None)
-    if problem:
-        raise RenderError(f"render.checkpoint: {weights} does not fit {description}: {problem} "
-                          f"(another model or size? give the run dir, or the model.* overrides it was trained with)")
-    from safetensors.torch import load_model
-
-    load_model(model, str(weights))
+def load_weights(model: nn.Module, path: Path, description: str) -> None:
+    """Load `path` into `model`; RenderError naming the first tensor that does not fit."""
+    shared.load_weights(model, path, description, field="render.checkpoint", error=RenderError)

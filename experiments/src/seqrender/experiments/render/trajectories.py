@@ -12,6 +12,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+import roma
 import torch
 from torch import Tensor
 
@@ -96,8 +97,7 @@ def interpolate(extrinsics: Tensor, views: int) -> Tensor:
     s = torch.linspace(0, len(e) - 1, views, dtype=torch.float64)
     seg = s.floor().long().clamp(max=len(e) - 2)
     frac = s - seg
-    quats = matrix_to_quaternion(e[:, :3, :3])
-    rot = quaternion_to_matrix(slerp(quats[seg], quats[seg + 1], frac))
+    rot = interpolate_rotations(e[seg, :3, :3], e[seg + 1, :3, :3], frac)
     centres = camera_centres(e)
     centre = centres[seg] + frac[:, None] * (centres[seg + 1] - centres[seg])
     out = torch.eye(4, dtype=torch.float64).repeat(views, 1, 1)
@@ -106,44 +106,11 @@ def interpolate(extrinsics: Tensor, views: int) -> Tensor:
     return out.float()
 
 
-def matrix_to_quaternion(rot: Tensor) -> Tensor:
-    """(N, 3, 3) rotations -> (N, 4) unit quaternions (w, x, y, z), w >= 0 (Shepperd's method)."""
-    m = rot
-    trace = m[:, 0, 0] + m[:, 1, 1] + m[:, 2, 2]
-    cands = torch.stack([
-        torch.stack([1 + trace, m[:, 2, 1] - m[:, 1, 2], m[:, 0, 2] - m[:, 2, 0], m[:, 1, 0] - m[:, 0, 1]], -1),
-        torch.stack([m[:, 2, 1] - m[:, 1, 2], 1 + m[:, 0, 0] - m[:, 1, 1] - m[:, 2, 2], m[:, 0, 1] + m[:, 1, 0],
-                     m[:, 0, 2] + m[:, 2, 0]], -1),
-        torch.stack([m[:, 0, 2] - m[:, 2, 0], m[:, 0, 1] + m[:, 1, 0], 1 - m[:, 0, 0] + m[:, 1, 1] - m[:, 2, 2],
-                     m[:, 1, 2] + m[:, 2, 1]], -1),
-        torch.stack([m[:, 1, 0] - m[:, 0, 1], m[:, 0, 2] + m[:, 2, 0], m[:, 1, 2] + m[:, 2, 1],
-                     1 - m[:, 0, 0] - m[:, 1, 1] + m[:, 2, 2]], -1),
-    ], 1)                                                                     # (N, 4 candidates, 4)
-    best = torch.stack([trace, m[:, 0, 0], m[:, 1, 1], m[:, 2, 2]], -1).argmax(-1)
-    q = torch.nn.functional.normalize(cands[torch.arange(len(m)), best], dim=-1)
-    return q * torch.where(q[:, :1] < 0, -1.0, 1.0)
-
-
-def quaternion_to_matrix(q: Tensor) -> Tensor:
-    """(N, 4) unit quaternions (w, x, y, z) -> (N, 3, 3) rotations."""
-    w, x, y, z = q.unbind(-1)
-    return torch.stack([
-        1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y),
-        2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x),
-        2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y),
-    ], -1).reshape(-1, 3, 3)
-
-
-def slerp(q0: Tensor, q1: Tensor, s: Tensor) -> Tensor:
-    """Spherical interpolation of (N, 4) unit quaternions at fractions s (N,), shortest arc."""
-    dot = (q0 * q1).sum(-1)
-    q1 = torch.where(dot[:, None] < 0, -q1, q1)
-    angle = torch.arccos(dot.abs().clamp(max=1.0))
-    small = angle < 1e-6
-    sin = torch.where(small, torch.ones_like(angle), torch.sin(angle))
-    w0 = torch.where(small, 1 - s, torch.sin((1 - s) * angle) / sin)
-    w1 = torch.where(small, s, torch.sin(s * angle) / sin)
-    return torch.nn.functional.normalize(w0[:, None] * q0 + w1[:, None] * q1, dim=-1)
+def interpolate_rotations(r0: Tensor, r1: Tensor, s: Tensor) -> Tensor:
+    """Geodesic (slerp) interpolation of rotations (N, 3, 3) at fractions s (N,), shortest arc:
+    R0 · exp(s · log(R0ᵀ R1)), with roma's rotation-vector maps."""
+    relative = roma.rotmat_to_rotvec(r0.transpose(-1, -2) @ r1)                 # (N, 3)
+    return r0 @ roma.rotvec_to_rotmat(s[:, None] * relative)
 
 
 def read_poses(path: Path) -> Tensor:
