@@ -160,3 +160,15 @@ def test_eval_batches_and_baselines_follow_the_setting():
     assert set(copy_baselines("row+column->grid")) == {"row_same_time", "column_same_view"}
     with pytest.raises(ValueError, match="grid setting must be one of"):
         given_cells(V, T, "row->column")
+
+
+def test_untrained_velocity_is_zero_so_one_step_scoring_is_exact():
+    """grid_eval scores the untrained init with one step: valid because its velocity is exactly 0."""
+    torch.manual_seed(0)
+    model = FourReal(FourRealConfig(in_channels=C, patch_size=4, hidden=24, heads=2, kv_heads=1, layers=1))
+    x, noise = grids(2, 4)
+    given = given_cells(V, T).expand(2, V, T)
+    with torch.no_grad():
+        v = grid_velocity(model, held(x, noise, given), torch.tensor([0.3, 1.0]), x=x, given=given,
+                          drop_condition=torch.tensor([False, True]))
+    assert torch.equal(v, torch.zeros_like(v))

@@ -3,10 +3,11 @@
 cells are generated and scored (PSNR / SSIM via `evaluate.score`, averaged over all unknown cells).
 
 Eval item i is held-out scene i mod S with its noise from the stream keyed (eval seed, i, 1).
-Methods: a model sampled with the configured schedule/solver/guidance (the trained EMA and the
-untrained init) and the copy baselines of what the setting gives: `row_same_time` (copy the given
-view-0 cell of the same time; needs the row) and `column_same_view` (copy the given time-0 cell of
-the same view; needs the column).
+Methods: the trained EMA sampled with the configured schedule/solver/guidance; the untrained init
+(its zero-initialised final layer makes its velocity exactly zero, so every sampler returns the
+noise: scored with one step, as in `evaluate.evaluate`); the copy baselines of what the setting
+gives: `row_same_time` (copy the given view-0 cell of the same time; needs the row) and
+`column_same_view` (copy the given time-0 cell of the same view; needs the column).
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from torch import Tensor, nn
 from seqrender.experiments.config import RunConfig
 from seqrender.experiments.data.dynamic import GridScenes
 from seqrender.experiments.data.seeding import generator_from
-from seqrender.experiments.evaluate import Method, sampling_method, score_methods
+from seqrender.experiments.evaluate import Method, one_step, sampling_method, score_methods
 from seqrender.experiments.grid import given_cells, given_parts, grid_velocity
 
 
@@ -76,7 +77,8 @@ def copy_baselines(setting: str) -> dict[str, Method]:
 
 def evaluate_grid(cfg: RunConfig, scenes: GridScenes, models: dict[str, nn.Module], *, progress: bool = True):
     """{setting: {method: scores with 95 % intervals}} and, per setting, (batches, trained predictions)."""
-    sampled = {name: grid_model_method(m.eval(), cfg) for name, m in models.items()}
+    sampled = {name: grid_model_method(m.eval(), cfg if name == "trained" else one_step(cfg))
+               for name, m in models.items()}
     results, samples = {}, {}
     for setting in cfg.eval.settings:
         batches = list(grid_eval_batches(scenes, num_items=cfg.eval.num_items, batch_size=cfg.eval.batch_size,
