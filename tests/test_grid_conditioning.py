@@ -113,7 +113,8 @@ def test_each_setting_gives_the_model_only_its_part(setting, row, column):
     if column:
         assert torch.equal(call["column"], batch.x[:, :, 0])
     # z: given cells clean, every other cell on the path (1 − t)x + tε
-    path = (1 - batch.t)[:, None, None, None, None, None] * batch.x + batch.t[:, None, None, None, None, None] * batch.noise
+    t = batch.t[:, None, None, None, None, None]
+    path = (1 - t) * batch.x + t * batch.noise
     mask = expected[None, :, :, None, None, None]
     assert torch.allclose(call["z"], torch.where(mask, batch.x, path), atol=1e-6)
 

@@ -17,6 +17,7 @@ run draws.
 """
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 import torch
@@ -27,7 +28,6 @@ from seqrender.experiments.batching import scene_index
 from seqrender.experiments.config import GRID_SETTINGS
 from seqrender.experiments.data.dynamic import GridScenes
 from seqrender.experiments.data.seeding import generator_from
-
 
 
 def given_parts(setting: str) -> tuple[bool, bool]:
@@ -55,9 +55,8 @@ def grid_velocity(model: nn.Module, z: Tensor, t: Tensor, *, x: Tensor, given: T
     z = z.masked_fill(blank, 0.0)
     has_row = given[:, 0].all(1) & ~drop_condition                        # (B,)
     has_column = given[:, :, 0].all(1) & ~drop_condition                  # (B,)
-    groups = [(r, c) for r in (False, True) for c in (False, True)]
     out = None
-    for r, c in groups:
+    for r, c in itertools.product((False, True), repeat=2):
         picked = (has_row == r) & (has_column == c)
         if not picked.any():
             continue

@@ -51,8 +51,8 @@ def grid_model_method(model: nn.Module, cfg: RunConfig) -> Method:
     def velocity_for(batch: GridEvalBatch, x: Tensor):
         def velocity(z: Tensor, t: Tensor, *, drop_condition: Tensor) -> Tensor:
             rep = z.shape[0] // x.shape[0]      # 2 when CFG batches conditional + unconditional
-            return grid_velocity(model, z, t, x=x.repeat(rep, 1, 1, 1, 1, 1), given=batch.is_reference.repeat(rep, 1, 1),
-                                 drop_condition=drop_condition)
+            return grid_velocity(model, z, t, x=x.repeat(rep, 1, 1, 1, 1, 1),
+                                 given=batch.is_reference.repeat(rep, 1, 1), drop_condition=drop_condition)
         return velocity
 
     return sampling_method(cfg, velocity_for)
