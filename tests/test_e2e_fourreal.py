@@ -20,7 +20,10 @@ TINY_4D = [
     "trainer.cond_drop_prob=0.5",
     "eval.num_items=2", "eval.batch_size=2", "eval.sample_rows=1", "schedule.num_steps=2",
 ]
-METHODS = {"trained", "untrained", "row_same_time", "column_same_view"}
+SETTINGS = "['row->grid','column->grid','row+column->grid']"  # quoted: '>' is not a bare hydra token
+METHODS = {"row->grid": {"trained", "untrained", "row_same_time"},
+           "column->grid": {"trained", "untrained", "column_same_view"},
+           "row+column->grid": {"trained", "untrained", "row_same_time", "column_same_view"}}
 
 
 def _lines(text: str) -> list[str]:
@@ -29,13 +32,14 @@ def _lines(text: str) -> list[str]:
 
 def test_tiny_fourreal_run_writes_metrics_pictures_and_checkpoint(tmp_path):
     run_dir = tmp_path / "run"
-    _, metrics = run_metrics(*TINY_4D, "trainer.steps=3", "trainer.checkpoint_every=2", run_dir=run_dir,
+    _, metrics = run_metrics(*TINY_4D, "trainer.steps=3", "trainer.checkpoint_every=2",
+                             f"trainer.grid_settings={SETTINGS}", f"eval.settings={SETTINGS}", run_dir=run_dir,
                              data_root=tmp_path / "data")
-    assert set(metrics["eval"]) == {"row+column->grid"}
-    scores = metrics["eval"]["row+column->grid"]
-    assert set(scores) == METHODS
-    for s in scores.values():
-        assert math.isfinite(s["psnr"]) and -1 <= s["ssim"] <= 1
+    assert set(metrics["eval"]) == set(METHODS)
+    for setting, scores in metrics["eval"].items():
+        assert set(scores) == METHODS[setting]
+        for s in scores.values():
+            assert math.isfinite(s["psnr"]) and -1 <= s["ssim"] <= 1
     assert metrics["train"]["steps"] == 3 and metrics["data"]["heldout_scenes"] == 2
     assert Path(metrics["train"]["checkpoint"]).name == "step_00000003"
     for name in ("samples.png", "loss_curve.png"):
@@ -76,11 +80,12 @@ def test_static_scenes_give_identical_time_steps_and_moving_ones_differ(tmp_path
 def test_grid_loss_counts_only_unknown_cells():
     import torch
 
-    from seqrender.experiments.grid import GridBatch, grid_flow_loss
+    from seqrender.experiments.grid import GridBatch, given_cells, grid_flow_loss
 
     gen = torch.Generator().manual_seed(0)
     x, noise = torch.rand(2, 3, 4, 3, 4, 4, generator=gen) * 2 - 1, torch.randn(2, 3, 4, 3, 4, 4, generator=gen)
-    batch = GridBatch(x=x, noise=noise, t=torch.tensor([0.3, 0.9]), drop_condition=torch.tensor([False, True]))
+    batch = GridBatch(x=x, noise=noise, t=torch.tensor([0.3, 0.9]), given=given_cells(3, 4).expand(2, 3, 4),
+                      drop_condition=torch.tensor([False, True]))
     loss = grid_flow_loss(lambda z, t, **_: torch.zeros_like(z), batch)
     target = (noise - x).double()[:, 1:, 1:]                      # the 2 × 3 unknown cells (v ≥ 1, t ≥ 1)
     assert torch.allclose(loss.double(), target.pow(2).mean(), rtol=1e-5)

@@ -9,15 +9,16 @@ config dataclass registered under that name (pydantic `TypeAdapter`). The first 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_validator
 
 from seqrender.experiments.layouts import mismatch, model_layout
 from seqrender.models import registry
 
-Setting = Literal["1->3", "3->1", "row+column->grid"]  # n->m: Kaleido; row+column->grid: 4Real
-GRID_SETTINGS = ("row+column->grid",)
+GridSetting = Literal["row->grid", "column->grid", "row+column->grid"]  # 4Real: what of the grid is given
+Setting = Literal["1->3", "3->1", GridSetting]  # n->m: Kaleido (n references -> m targets)
+GRID_SETTINGS = get_args(GridSetting)
 COMPONENT_KINDS = ("model", "posenc", "sampler", "schedule", "solver", "dataset")
 
 
@@ -56,6 +57,8 @@ class TrainerConfig(_Strict):
     compile: bool = False                          # torch.compile the model
     compile_backend: str = "inductor"              # torch.compile backend ("eager"/"aot_eager": debugging)
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"  # accelerate mixed precision (fp16: loss scaling)
+    # 4Real grids: each training sample draws its conditioning uniformly from these (repeat one to weight it)
+    grid_settings: tuple[GridSetting, ...] = Field(default=("row+column->grid",), min_length=1)
     stream: Literal["auto", "on", "off"] = "auto"  # read training samples from disk (auto: real-data formats)
     data_workers: int = Field(default=2, ge=0)     # DataLoader worker processes when streaming (0: in-process)
     init_from: str | None = None  # run dir, step_* dir or model .safetensors: initial weights (curriculum)

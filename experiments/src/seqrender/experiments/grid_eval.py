@@ -1,11 +1,13 @@
-"""Held-out evaluation of 4Real-Video-V2 in the setting "row+column->grid": the first row and first
-column of each held-out grid are given, the other cells are generated and scored (PSNR / SSIM via
-`evaluate.score`, averaged over all unknown cells).
+"""Held-out evaluation of 4Real-Video-V2 in the grid settings "row->grid", "column->grid" and
+"row+column->grid": the first row and/or first column of each held-out grid are given, the other
+cells are generated and scored (PSNR / SSIM via `evaluate.score`, averaged over all unknown cells).
 
 Eval item i is held-out scene i mod S with its noise from the stream keyed (eval seed, i, 1).
-Methods: a model sampled with the configured schedule/solver/guidance (the trained EMA and the
-untrained init), `row_same_time` (copy the given view-0 cell of the same time) and
-`column_same_view` (copy the given time-0 cell of the same view).
+Methods: the trained EMA sampled with the configured schedule/solver/guidance; the untrained init
+(its zero-initialised final layer makes its velocity exactly zero, so every sampler returns the
+noise: scored with one step, as in `evaluate.evaluate`); the copy baselines of what the setting
+gives: `row_same_time` (copy the given view-0 cell of the same time; needs the row) and
+`column_same_view` (copy the given time-0 cell of the same view; needs the column).
 """
 from __future__ import annotations
 
@@ -17,8 +19,8 @@ from torch import Tensor, nn
 from seqrender.experiments.config import RunConfig
 from seqrender.experiments.data.dynamic import GridScenes
 from seqrender.experiments.data.seeding import generator_from
-from seqrender.experiments.evaluate import Method, sampling_method, score_methods
-from seqrender.experiments.grid import given_cells, grid_velocity
+from seqrender.experiments.evaluate import Method, one_step, sampling_method, score_methods
+from seqrender.experiments.grid import given_cells, given_parts, grid_velocity
 
 
 @dataclass
@@ -30,9 +32,10 @@ class GridEvalBatch:
     noise: Tensor
 
 
-def grid_eval_batches(scenes: GridScenes, *, num_items: int, batch_size: int, seed: int):
-    """Yield GridEvalBatch objects covering items 0..num_items-1."""
-    given = given_cells(*scenes.images.shape[1:3])
+def grid_eval_batches(scenes: GridScenes, *, num_items: int, batch_size: int, seed: int,
+                      setting: str = "row+column->grid"):
+    """Yield GridEvalBatch objects covering items 0..num_items-1, the cells of `setting` given."""
+    given = given_cells(*scenes.images.shape[1:3], setting)
     for start in range(0, num_items, batch_size):
         items = range(start, min(num_items, start + batch_size))
         images = torch.stack([scenes.images[i % len(scenes)] for i in items])
@@ -48,7 +51,8 @@ def grid_model_method(model: nn.Module, cfg: RunConfig) -> Method:
     def velocity_for(batch: GridEvalBatch, x: Tensor):
         def velocity(z: Tensor, t: Tensor, *, drop_condition: Tensor) -> Tensor:
             rep = z.shape[0] // x.shape[0]      # 2 when CFG batches conditional + unconditional
-            return grid_velocity(model, z, t, x=x.repeat(rep, 1, 1, 1, 1, 1), drop_condition=drop_condition)
+            return grid_velocity(model, z, t, x=x.repeat(rep, 1, 1, 1, 1, 1),
+                                 given=batch.is_reference.repeat(rep, 1, 1), drop_condition=drop_condition)
         return velocity
 
     return sampling_method(cfg, velocity_for)
@@ -64,14 +68,22 @@ def column_same_view(batch: GridEvalBatch) -> Tensor:
     return batch.images[:, :, :1].expand_as(batch.images)
 
 
+def copy_baselines(setting: str) -> dict[str, Method]:
+    """The copy baselines that only use what `setting` gives."""
+    row, column = given_parts(setting)
+    return {name: method for name, method, usable in (("row_same_time", row_same_time, row),
+                                                      ("column_same_view", column_same_view, column)) if usable}
+
+
 def evaluate_grid(cfg: RunConfig, scenes: GridScenes, models: dict[str, nn.Module], *, progress: bool = True):
     """{setting: {method: scores with 95 % intervals}} and, per setting, (batches, trained predictions)."""
-    batches = list(grid_eval_batches(scenes, num_items=cfg.eval.num_items, batch_size=cfg.eval.batch_size,
-                                     seed=cfg.eval.seed))
-    methods: dict[str, Method] = {name: grid_model_method(m.eval(), cfg) for name, m in models.items()}
-    methods |= {"row_same_time": row_same_time, "column_same_view": column_same_view}
+    sampled = {name: grid_model_method(m.eval(), cfg if name == "trained" else one_step(cfg))
+               for name, m in models.items()}
     results, samples = {}, {}
     for setting in cfg.eval.settings:
+        batches = list(grid_eval_batches(scenes, num_items=cfg.eval.num_items, batch_size=cfg.eval.batch_size,
+                                         seed=cfg.eval.seed, setting=setting))
+        methods = sampled | copy_baselines(setting)
         results[setting], outputs = score_methods({name: (m, batches) for name, m in methods.items()},
                                                   bootstrap=cfg.eval.bootstrap_samples, progress=progress,
                                                   desc=f"eval {setting}")

@@ -1,7 +1,8 @@
-"""4Real-Video-V2 on V × T grids: the first row and column given, the other cells generated.
+"""4Real-Video-V2 on V × T grids: the first row and/or column given, the other cells generated.
 
 Batches and loss: `grid.make_grid_batch`, `grid.grid_flow_loss`. Evaluation: `grid_eval.evaluate_grid`
-(the trained EMA, the untrained init and the copy baselines `row_same_time`, `column_same_view`).
+(the trained EMA, the untrained init and the copy baselines `row_same_time`, `column_same_view`), in
+each of `eval.settings`; training draws its conditioning from `trainer.grid_settings`.
 """
 from __future__ import annotations
 
@@ -33,7 +34,7 @@ class FourRealGrid(Task):
         tc = cfg.trainer
         return lambda step, indices: make_grid_batch(data, seed=cfg.seed, step=step, indices=indices,
                                                      batch_size=tc.batch_size, sampler=sampler,
-                                                     cond_drop_prob=tc.cond_drop_prob)
+                                                     cond_drop_prob=tc.cond_drop_prob, settings=tc.grid_settings)
 
     def loss(self, model: nn.Module, batch: GridBatch) -> Tensor:
         return grid_flow_loss(model, batch)

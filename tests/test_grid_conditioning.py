@@ -1,0 +1,175 @@
+"""4Real-Video-V2 grid conditioning: the CFG unconditional branch sees nothing of the given cells, and
+row-only / column-only / row+column samples give the model exactly the row, the column or both."""
+import pytest
+import torch
+from torch import nn
+
+from seqrender.experiments.data.dynamic import GridScenes
+from seqrender.experiments.grid import GridBatch, given_cells, grid_flow_loss, grid_velocity, make_grid_batch
+from seqrender.experiments.grid_eval import copy_baselines, grid_eval_batches
+from seqrender.flowmatch import guided_velocity, make_timestep_sampler
+from seqrender.models.fourreal import FourReal, FourRealConfig
+
+V, T, C, H, W = 3, 4, 3, 8, 8
+SETTINGS = ("row->grid", "column->grid", "row+column->grid")
+
+
+def random_model(seed: int = 0) -> FourReal:
+    """A tiny FourReal with every weight random (adaLN-Zero and the final layer start at zero, which
+    would make the output ignore its input)."""
+    torch.manual_seed(seed)
+    model = FourReal(FourRealConfig(in_channels=C, patch_size=4, hidden=24, heads=2, kv_heads=1, layers=1,
+                                    backend="reference"))
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(torch.randn_like(p) * 0.3)
+    return model.eval()
+
+
+def grids(batch: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    gen = torch.Generator().manual_seed(seed)
+    return torch.rand(batch, V, T, C, H, W, generator=gen) * 2 - 1, torch.randn(batch, V, T, C, H, W, generator=gen)
+
+
+def held(x: torch.Tensor, noise: torch.Tensor, given: torch.Tensor) -> torch.Tensor:
+    """z as the sampler holds it: given cells clean, the others noise."""
+    return torch.where(given[:, :, :, None, None, None], x, noise)
+
+
+@pytest.mark.parametrize("setting", SETTINGS)
+def test_unconditional_velocity_ignores_given_cells_and_conditional_does_not(setting):
+    model = random_model()
+    x, noise = grids(2, 0)
+    other = torch.rand_like(x) * 2 - 1
+    given = given_cells(V, T, setting).expand(2, V, T)
+    x2 = torch.where(given[:, :, :, None, None, None], other, x)        # new content in the given cells only
+    t = torch.tensor([0.4, 0.8])
+    with torch.no_grad():
+        def velocity(x_, drop):
+            return grid_velocity(model, held(x_, noise, given), t, x=x_, given=given,
+                                 drop_condition=torch.full((2,), drop))
+        assert torch.equal(velocity(x, True), velocity(x2, True))
+        assert (velocity(x, False) - velocity(x2, False)).abs().amax() > 1e-3
+        # the sampler's batched [cond; uncond] call: the guided field still depends on the given cells,
+        # its unconditional half does not
+        def field(x_):
+            def fn(z, tt, *, drop_condition):
+                return grid_velocity(model, z, tt, x=x_.repeat(2, 1, 1, 1, 1, 1), given=given.repeat(2, 1, 1),
+                                     drop_condition=drop_condition)
+            return guided_velocity(fn, held(x_, noise, given), t, guidance_scale=0.0)   # scale 0 = uncond
+        assert torch.equal(field(x), field(x2))
+
+
+def test_dropped_training_samples_ignore_given_cells():
+    """Condition dropout in training uses the same blanking: the loss of a dropped sample does not
+    change with its given cells' content (its unknown cells and noise fixed)."""
+    model = random_model(1)
+    x, noise = grids(1, 1)
+    given = given_cells(V, T).expand(1, V, T)
+    x2 = torch.where(given[:, :, :, None, None, None], torch.zeros_like(x), x)
+
+    def loss(x_, drop):
+        batch = GridBatch(x=x_, noise=noise, t=torch.tensor([0.5]), given=given, drop_condition=torch.tensor([drop]))
+        with torch.no_grad():
+            return grid_flow_loss(model, batch)
+    assert torch.equal(loss(x, True), loss(x2, True))
+    assert loss(x, False) != loss(x2, False)
+
+
+class Spy(nn.Module):
+    """Records what each call receives; returns a velocity that encodes z and the conditioning."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls = []
+
+    def forward(self, z, t, *, row=None, column=None):
+        self.calls.append(dict(z=z, row=row, column=column))
+        out = z * t[:, None, None, None, None, None]
+        if row is not None:
+            out = out + row[:, None].mean()
+        if column is not None:
+            out = out + 10 * column[:, :, None].mean()
+        return out
+
+
+@pytest.mark.parametrize("setting, row, column", [("row->grid", True, False), ("column->grid", False, True),
+                                                  ("row+column->grid", True, True)])
+def test_each_setting_gives_the_model_only_its_part(setting, row, column):
+    scenes = GridScenes(images=torch.rand(5, V, T, C, H, W), intrinsics=torch.zeros(5, V, 3, 3),
+                        extrinsics=torch.zeros(5, V, 4, 4))
+    batch = make_grid_batch(scenes, seed=0, step=3, indices=range(4), batch_size=4,
+                            sampler=make_timestep_sampler("uniform"), cond_drop_prob=0.0, settings=(setting,))
+    expected = torch.zeros(V, T, dtype=torch.bool)
+    expected[0, :] |= row
+    expected[:, 0] |= column
+    assert torch.equal(batch.given, expected.expand(4, V, T))
+    spy = Spy()
+    grid_flow_loss(spy, batch)
+    (call,) = spy.calls
+    assert (call["row"] is not None) == row and (call["column"] is not None) == column
+    if row:
+        assert torch.equal(call["row"], batch.x[:, 0])
+    if column:
+        assert torch.equal(call["column"], batch.x[:, :, 0])
+    # z: given cells clean, every other cell on the path (1 − t)x + tε
+    t = batch.t[:, None, None, None, None, None]
+    path = (1 - t) * batch.x + t * batch.noise
+    mask = expected[None, :, :, None, None, None]
+    assert torch.allclose(call["z"], torch.where(mask, batch.x, path), atol=1e-6)
+
+
+def test_mixed_batch_equals_one_sample_at_a_time():
+    """A batch mixing the three settings and dropped conditions gives each sample the velocity it
+    gets alone (grouping by conditioning keeps order and content)."""
+    model = random_model(2)
+    x, noise = grids(6, 2)
+    given = torch.stack([given_cells(V, T, SETTINGS[i % 3]) for i in range(6)])
+    drop = torch.tensor([False, False, False, True, False, True])
+    t = torch.linspace(0.1, 0.9, 6)
+    z = held(x, noise, given)
+    with torch.no_grad():
+        together = grid_velocity(model, z, t, x=x, given=given, drop_condition=drop)
+        alone = torch.cat([grid_velocity(model, z[i:i + 1], t[i:i + 1], x=x[i:i + 1], given=given[i:i + 1],
+                                         drop_condition=drop[i:i + 1]) for i in range(6)])
+    assert (together - alone).abs().amax() <= 1e-5 * together.abs().amax()   # float32 batching noise
+
+
+def test_row_only_velocity_ignores_the_column_and_column_only_ignores_the_row():
+    model = random_model(3)
+    x, noise = grids(1, 3)
+    t = torch.tensor([0.5])
+    for setting, hidden in (("row->grid", (slice(1, None), 0)), ("column->grid", (0, slice(1, None)))):
+        given = given_cells(V, T, setting)[None]
+        z = held(x, noise, given)                             # z fixed; only the clean grid x changes
+        x2 = x.clone()
+        x2[(0, *hidden)] = -x2[(0, *hidden)]                  # the part this setting does not give
+        with torch.no_grad():
+            a = grid_velocity(model, z, t, x=x, given=given, drop_condition=torch.tensor([False]))
+            b = grid_velocity(model, z, t, x=x2, given=given, drop_condition=torch.tensor([False]))
+        assert torch.equal(a, b), setting
+
+
+def test_eval_batches_and_baselines_follow_the_setting():
+    scenes = GridScenes(images=torch.rand(2, V, T, C, H, W), intrinsics=torch.zeros(2, V, 3, 3),
+                        extrinsics=torch.zeros(2, V, 4, 4))
+    for setting in SETTINGS:
+        (batch,) = grid_eval_batches(scenes, num_items=2, batch_size=2, seed=0, setting=setting)
+        assert torch.equal(batch.is_reference, given_cells(V, T, setting).expand(2, V, T))
+    assert set(copy_baselines("row->grid")) == {"row_same_time"}
+    assert set(copy_baselines("column->grid")) == {"column_same_view"}
+    assert set(copy_baselines("row+column->grid")) == {"row_same_time", "column_same_view"}
+    with pytest.raises(ValueError, match="grid setting must be one of"):
+        given_cells(V, T, "row->column")
+
+
+def test_untrained_velocity_is_zero_so_one_step_scoring_is_exact():
+    """grid_eval scores the untrained init with one step: valid because its velocity is exactly 0."""
+    torch.manual_seed(0)
+    model = FourReal(FourRealConfig(in_channels=C, patch_size=4, hidden=24, heads=2, kv_heads=1, layers=1))
+    x, noise = grids(2, 4)
+    given = given_cells(V, T).expand(2, V, T)
+    with torch.no_grad():
+        v = grid_velocity(model, held(x, noise, given), torch.tensor([0.3, 1.0]), x=x, given=given,
+                          drop_condition=torch.tensor([False, True]))
+    assert torch.equal(v, torch.zeros_like(v))
