@@ -32,12 +32,13 @@ MAY_CHANGE = ("trainer.steps", "trainer.progress", "trainer.log_every", "trainer
               "trainer.stream", "trainer.data_workers", "threads", "eval.*", "schedule.*", "solver.*")
 SKIPPED = "skipped"
 # Keys added after checkpoints were first written: a manifest without them was trained with this value.
-ADDED_KEYS = {"trainer.view_sampling": "exponential", "trainer.fixed_references": 1}
+ADDED_KEYS = {"trainer.view_sampling": "exponential", "trainer.fixed_references": 1, "task": None,
+              "trainer.init_from": None, "trainer.grid_settings": ["row+column->grid"]}
 
 
 def flat_config(cfg: RunConfig) -> dict[str, Any]:
     """The resolved run config as JSON values under dotted keys, e.g. {"model.hidden": 128, ...}."""
-    nested: dict[str, Any] = {"seed": cfg.seed, "threads": cfg.threads,
+    nested: dict[str, Any] = {"seed": cfg.seed, "threads": cfg.threads, "task": cfg.task,
                               "trainer": cfg.trainer.model_dump(), "eval": cfg.eval.model_dump()}
     for kind in ("model", "posenc", "sampler", "schedule", "solver", "dataset"):
         component = getattr(cfg, kind)
