@@ -49,7 +49,7 @@ def _fsdp(*overrides: str, sweep_dir: Path, run_env: dict) -> subprocess.Popen:
 
 
 def _finish(process: subprocess.Popen) -> str:
-    out, err = process.communicate(timeout=300)
+    out, err = process.communicate(timeout=600)
     assert process.returncode == 0, err[-3000:]
     return out
 
