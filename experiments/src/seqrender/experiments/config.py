@@ -16,8 +16,9 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError,
 from seqrender.experiments.layouts import mismatch, model_layout
 from seqrender.models import registry
 
-Setting = Literal["1->3", "3->1", "row+column->grid"]  # n->m: Kaleido; row+column->grid: 4Real
-GRID_SETTINGS = ("row+column->grid",)
+# n->m: Kaleido; row+column->grid: 4Real-Video-V2; grid->novel: reconstruction ("recon")
+Setting = Literal["1->3", "3->1", "row+column->grid", "grid->novel"]
+GRID_SETTINGS = ("row+column->grid", "grid->novel")
 COMPONENT_KINDS = ("model", "posenc", "sampler", "schedule", "solver", "dataset")
 
 
@@ -87,6 +88,7 @@ class EvalConfig(_Strict):
     bootstrap_samples: int = Field(default=2000, ge=100)  # resamples of the items for the 95 % intervals
     orbit: bool = True      # Kaleido: orbit.png, 8 generated views around held-out scenes
     milestones: tuple[int, ...] = ()  # training steps at which the EMA is also scored (milestones.json)
+    baseline_iterations: int = Field(default=100, ge=0)  # recon: Adam steps of the per-scene Gaussian fit
 
 
 @dataclasses.dataclass(frozen=True)

@@ -34,6 +34,10 @@ class ReconstructorConfig:
     lpips_net: str = "alex"
     lpips_weight: float = 0.5
 
+    @property
+    def patch_size(self) -> int:
+        return self.aggregator.patch_size
+
     def __post_init__(self):
         if not self.head_layers or any(not 0 <= i < self.aggregator.depth for i in self.head_layers):
             raise ValueError(f"head_layers must be non-empty and lie in [0, {self.aggregator.depth}), got {self.head_layers}")
