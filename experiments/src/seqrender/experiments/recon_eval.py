@@ -4,14 +4,16 @@ V × T grid (known cameras) is given; the K novel cameras of every time step are
 Per item (= held-out scene), averaged over its K·T novel cells / T time steps:
 - psnr, ssim of the renders at the novel cameras (composited on white, like the data);
 - chamfer: symmetric Chamfer distance (`metrics.chamfer_distance`, world units) between the surface
-  seen from the 36 scoring cameras (`dynamic_views.geometry_cameras`) — for the truth the analytic
+  seen from the 18 scoring cameras (`dynamic_views.geometry_cameras`, 32 × 32 pixels) — for the truth the analytic
   ray caster's depth, for a method its Gaussians' rendered depth (pixels with alpha > 0.5), both
   unprojected;
 - iou: volumetric IoU on a VOXELS³ grid over [−EXTENT, EXTENT]³ between the true occupancy (inside
-  test of the primitives) and the method's space carving (a voxel is occupied when, in all 36
-  scoring views, it projects inside the rendered silhouette and not in front of the rendered depth).
+  test of the primitives) and the method's space carving (a voxel is occupied when, in all 18
+  scoring views, it projects inside the rendered silhouette and at most one voxel in front of the
+  rendered depth).
 
-Methods: the trained EMA and the untrained init (`FeedForwardReconstructor`); `per_scene_fit`
+Methods: the trained EMA and the untrained init (`FeedForwardReconstructor`; images only for the
+init, to save time); `per_scene_fit`
 (`seqrender.recon.fit`: Gaussians optimised on the V grid views of each time step, same rasteriser,
 `eval.baseline_iterations` Adam steps); `nearest_view` (copy the grid view of the same time step
 whose camera centre is nearest the novel camera; no geometry).
@@ -38,6 +40,7 @@ SETTING = "grid->novel"
 VOXELS = 32
 EXTENT = 1.6
 SILHOUETTE = 0.5
+GEOMETRY_OF = ("trained", "per_scene_fit")  # methods whose geometry is scored (the untrained init's is not)
 
 
 def slice_gaussians(g: Gaussians, index: int) -> Gaussians:
@@ -46,7 +49,7 @@ def slice_gaussians(g: Gaussians, index: int) -> Gaussians:
 
 
 def rendered_surface(gaussians: Gaussians, geometry: SceneGeometry, raster: RasterConfig) -> tuple[Tensor, Tensor]:
-    """Gaussians (batch 1) seen from the 36 scoring cameras -> alpha (36, H, W), mean depth (36, H, W)."""
+    """Gaussians (batch 1) seen from the scoring cameras -> alpha (C, H, W), mean depth (C, H, W)."""
     size = geometry.size
     out = render_gaussians(gaussians, geometry.extrinsics[None], geometry.intrinsics[None], height=size, width=size,
                            config=raster)
@@ -55,7 +58,10 @@ def rendered_surface(gaussians: Gaussians, geometry: SceneGeometry, raster: Rast
 
 
 def carve(alpha: Tensor, depth: Tensor, intrinsics: Tensor, extrinsics: Tensor, voxels: Tensor) -> Tensor:
-    """Space carving: alpha, depth (C, H, W) of C cameras, voxels (R, R, R, 3) -> occupancy (R, R, R) bool."""
+    """Space carving: alpha, depth (C, H, W) of C cameras, voxels (R, R, R, 3) (a cubic grid) ->
+    occupancy (R, R, R) bool. A voxel survives a view when its centre projects on a covered pixel and
+    lies no more than one voxel spacing in front of that pixel's depth."""
+    spacing = float((voxels[1, 0, 0] - voxels[0, 0, 0]).norm())
     c, h, w = alpha.shape
     flat = voxels.reshape(1, -1, 3).expand(c, -1, -1)
     uv, z = project_points(flat, intrinsics, extrinsics)                        # (C, N, 2), (C, N)
@@ -64,7 +70,7 @@ def carve(alpha: Tensor, depth: Tensor, intrinsics: Tensor, extrinsics: Tensor, 
     pixel = row.clamp(0, h - 1) * w + col.clamp(0, w - 1)
     a = alpha.reshape(c, -1).gather(1, pixel)
     d = depth.reshape(c, -1).gather(1, pixel)
-    occupied = inside & (a > SILHOUETTE) & (z >= d)
+    occupied = inside & (a > SILHOUETTE) & (z >= d - spacing)
     return occupied.all(dim=0).reshape(voxels.shape[:-1])
 
 
@@ -106,7 +112,7 @@ class Scorer:
         key = (item, time)
         if key not in self._geometry:
             self._geometry[key] = scene_geometry(self.cfg.dataset.config, int(self.heldout.indices[item]), time,
-                                                 voxels=self.voxels, size=self.heldout.images.shape[-1])
+                                                 voxels=self.voxels)
         return self._geometry[key]
 
     def score(self, item: int, renders: Tensor, gaussians: list[Gaussians] | None) -> dict:
@@ -148,7 +154,7 @@ def evaluate_recon(cfg, heldout: ReconScenes, models: dict[str, nn.Module], *, p
         scene = heldout.take(torch.tensor([item]))
         for name, model in models.items():
             renders, gaussians = model_outputs(model.eval(), scene)
-            per_item[name].append(scorer.score(item, renders, gaussians))
+            per_item[name].append(scorer.score(item, renders, gaussians if name in GEOMETRY_OF else None))
             if name == "trained":
                 shown.append(renders)
         with torch.enable_grad():

@@ -4,8 +4,9 @@ Per scene: the grid's own V views at every time step with their coverage (alpha)
 and K = V novel cameras at every time step, each midway in azimuth between two consecutive grid
 views, at elevation `NOVEL_ELEVATION_DEG` (the grid alternates 15° / 35°). Cached on disk beside the
 grid with the embedded datasets' atomic-manifest mechanism. `scene_geometry` gives the true geometry
-of one scene at one time step for Chamfer distance and volumetric IoU (SPEC §1 "Evaluation": 36
-views, azimuth 0–330° step 30°, elevations −30/0/30°).
+of one scene at one time step for Chamfer distance and volumetric IoU, seen from 18 scoring cameras
+(azimuth 0–300° step 60°, elevations −30/0/30°: half the azimuths of the paper's 36-view protocol,
+SPEC §1 "Evaluation", to fit the CPU) at GEOMETRY_SIZE pixels.
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from torch import Tensor
 from tqdm import tqdm
 
 from seqrender.experiments.data.cameras import look_at_w2c
-from seqrender.experiments.data.dynamic import BACKGROUND, Embedded4DConfig, GridScene, grid_scene
+from seqrender.experiments.data.dynamic import BACKGROUND, Embedded4DConfig, grid_scene
 from seqrender.experiments.data.embedded import SPLITS, ensure_generated, single_thread
 from seqrender.experiments.data.renderer import render
 from seqrender.experiments.data.scenes import OrbitConfig
@@ -26,8 +27,9 @@ from seqrender.posenc.conventions import intrinsics_from_fov
 
 FORMAT_VERSION = 1
 NOVEL_ELEVATION_DEG = 25.0
-GEOMETRY_AZIMUTHS_DEG = tuple(range(0, 360, 30))
+GEOMETRY_AZIMUTHS_DEG = tuple(range(0, 360, 60))
 GEOMETRY_ELEVATIONS_DEG = (-30.0, 0.0, 30.0)
+GEOMETRY_SIZE = 32
 
 
 @dataclass(frozen=True)
@@ -82,7 +84,7 @@ def novel_cameras(extrinsics: Tensor, *, size: int) -> tuple[Tensor, Tensor]:
 
 
 def geometry_cameras(*, size: int, radius: float = OrbitConfig().radius) -> tuple[Tensor, Tensor]:
-    """The 36 scoring cameras (12 azimuths × 3 elevations): intrinsics (36, 3, 3), extrinsics (36, 4, 4)."""
+    """The 18 scoring cameras (6 azimuths × 3 elevations): intrinsics (18, 3, 3), extrinsics (18, 4, 4)."""
     az, el = torch.meshgrid(torch.tensor(GEOMETRY_AZIMUTHS_DEG, dtype=torch.float32),
                             torch.tensor(GEOMETRY_ELEVATIONS_DEG), indexing="ij")
     return orbit_camera(torch.deg2rad(az.flatten()), torch.deg2rad(el.flatten()), radius=radius, size=size)
@@ -132,9 +134,9 @@ def recon_scenes(config: Embedded4DConfig, *, split: str = "train", progress: bo
 
 @dataclass
 class SceneGeometry:
-    """points (M, 3): the true surface seen from the 36 scoring cameras; occupancy (R, R, R) bool at
-    `metrics.voxel_centres(R, -extent, extent)`; the scoring cameras intrinsics (36, 3, 3), extrinsics
-    (36, 4, 4) at `size` × `size` pixels."""
+    """points (M, 3): the true surface seen from the 18 scoring cameras; occupancy (R, R, R) bool at
+    `metrics.voxel_centres(R, -extent, extent)`; the scoring cameras intrinsics (18, 3, 3), extrinsics
+    (18, 4, 4) at `size` × `size` pixels."""
 
     points: Tensor
     occupancy: Tensor
@@ -143,11 +145,10 @@ class SceneGeometry:
     size: int
 
 
-def scene_geometry(config: Embedded4DConfig, index: int, time: int, *, voxels: Tensor, size: int) -> SceneGeometry:
-    """True geometry of scene `index` at time step `time`; voxels (R, R, R, 3) centres."""
+def true_geometry(primitives, *, voxels: Tensor, size: int = GEOMETRY_SIZE) -> SceneGeometry:
+    """The geometry of `primitives` (a list of data.primitives.Primitive); voxels (R, R, R, 3) centres."""
     from seqrender.recon.geometry import unproject_depth
 
-    primitives = grid_scene(config, index).at(time)
     intrinsics, extrinsics = geometry_cameras(size=size)
     out = render(primitives, intrinsics, extrinsics, height=size, width=size)
     points = unproject_depth(out.depth, intrinsics, extrinsics)[out.alpha > 0.5]          # (M, 3)
@@ -156,5 +157,11 @@ def scene_geometry(config: Embedded4DConfig, index: int, time: int, *, voxels: T
     return SceneGeometry(points, inside.reshape(voxels.shape[:-1]), intrinsics, extrinsics, size)
 
 
-__all__ = ["GridScene", "ReconScenes", "SceneGeometry", "geometry_cameras", "novel_cameras", "orbit_camera",
-           "recon_scenes", "render_scene_views", "scene_geometry"]
+def scene_geometry(config: Embedded4DConfig, index: int, time: int, *, voxels: Tensor,
+                   size: int = GEOMETRY_SIZE) -> SceneGeometry:
+    """True geometry of scene `index` at time step `time`; voxels (R, R, R, 3) centres."""
+    return true_geometry(grid_scene(config, index).at(time), voxels=voxels, size=size)
+
+
+__all__ = ["ReconScenes", "SceneGeometry", "geometry_cameras", "novel_cameras", "orbit_camera",
+           "recon_scenes", "render_scene_views", "scene_geometry", "true_geometry"]

@@ -21,7 +21,7 @@ from seqrender.recon.rasterizer import Gaussians, RasterConfig, render_gaussians
 
 @dataclass(frozen=True)
 class FitConfig:
-    num_gaussians: int = 1024
+    num_gaussians: int = 512
     iterations: int = 100
     extent: float = 1.0
     init_scale: float = 0.06
