@@ -93,3 +93,15 @@ def test_tiny_recon_run(tmp_path):
     for name in ("novel_views.png", "samples.png"):
         with Image.open(run_dir / name) as image:
             assert image.format == "PNG"
+
+
+def test_model_recon_runs_task_recon_and_needs_a_grid_dataset():
+    import pytest
+
+    from seqrender.experiments.config import ConfigError
+    from seqrender.experiments.tasks import task_for
+    from test_tasks import config
+
+    assert task_for(config("model=recon", "dataset=embedded4d", tiny=[])).name == "recon"
+    with pytest.raises(ConfigError, match="model 'recon' needs a view × time"):
+        config("model=recon", tiny=[])
