@@ -75,6 +75,6 @@ def fit_gaussians(images: Tensor, intrinsics: Tensor, extrinsics: Tensor, *, con
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         optimiser.step()
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
     with torch.no_grad():
         return activate({k: v.detach() for k, v in params.items()}), losses
