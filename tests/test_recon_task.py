@@ -105,3 +105,14 @@ def test_model_recon_runs_task_recon_and_needs_a_grid_dataset():
     assert task_for(config("model=recon", "dataset=embedded4d", tiny=[])).name == "recon"
     with pytest.raises(ConfigError, match="model 'recon' needs a view × time"):
         config("model=recon", tiny=[])
+
+
+def test_depth_starts_at_depth_init():
+    """The recon model's depth head starts near `depth_init` (the embedded cameras' distance), not at exp(0) = 1."""
+    from seqrender.models.reconstruction import ReconModelConfig, build_recon
+
+    torch.manual_seed(0)
+    images = torch.rand(1, 2, 2, 3, 16, 16)
+    for depth_init, expected in ((3.5, 3.5), (0.0, 1.0)):
+        out = build_recon(ReconModelConfig(depth=2, head_layers=(0, 1), embed_dim=16, num_heads=2, depth_init=depth_init))(images)
+        assert abs(float(out.depth.log().median()) - math.log(expected)) < 0.5

@@ -4,8 +4,11 @@ instead of DINOv2, width 64, 4 frame/global block pairs with zero-initialised te
 camera-token replacement on; renders composite on a white background (the embedded data's)."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import ClassVar
+
+import torch
 
 from seqrender.recon import FeedForwardReconstructor, RasterConfig, ReconstructorConfig
 from seqrender.recon.aggregator import AggregatorConfig
@@ -27,15 +30,19 @@ class ReconModelConfig:
     head_layers: tuple[int, ...] = (1, 3)
     head_features: int = 32
     background: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    # initial depth (world units; the embedded cameras orbit at 3.5): the depth head's log-depth bias.
+    # 0 keeps exp(0) = 1, which put every Gaussian 1 unit in front of its camera and let training
+    # collapse to transparent Gaussians (README "Feed-forward 4D reconstruction").
+    depth_init: float = 3.5
     # training (task "recon"): novel cameras rendered per sample, loss weights of coverage and log-depth
     train_targets: int = 2
     alpha_weight: float = 0.5
     depth_weight: float = 0.1
 
     def __post_init__(self):
-        if self.train_targets < 1 or self.alpha_weight < 0 or self.depth_weight < 0:
-            raise ValueError(f"need train_targets >= 1 and non-negative loss weights, got {self.train_targets}, "
-                             f"{self.alpha_weight}, {self.depth_weight}")
+        if self.train_targets < 1 or self.alpha_weight < 0 or self.depth_weight < 0 or self.depth_init < 0:
+            raise ValueError(f"need train_targets >= 1, non-negative loss weights and depth_init, got "
+                             f"{self.train_targets}, {self.alpha_weight}, {self.depth_weight}, {self.depth_init}")
 
     def reconstructor(self) -> ReconstructorConfig:
         agg = AggregatorConfig(img_size=32, patch_size=self.patch_size, embed_dim=self.embed_dim, depth=self.depth,
@@ -49,4 +56,8 @@ class ReconModelConfig:
 
 
 def build_recon(cfg: ReconModelConfig) -> FeedForwardReconstructor:
-    return FeedForwardReconstructor(cfg.reconstructor())
+    model = FeedForwardReconstructor(cfg.reconstructor())
+    if cfg.depth_init > 0:
+        with torch.no_grad():
+            model.depth_head.dpt.output.bias[0] += math.log(cfg.depth_init)
+    return model
