@@ -5,14 +5,16 @@ Each sample is one scene: its whole V × T grid (known cameras) goes in, Gaussia
 step, and they are rendered at the K novel cameras of every time step (`data/dynamic_views.py`,
 never given as input). Loss: colour MSE + `alpha_weight` · coverage MSE at the novel cameras, plus
 `depth_weight` · |log depth error| of the depth head on the covered pixels of the input views (the
-procedural renderer gives depth). Evaluation: `recon_eval.evaluate_recon`.
+procedural renderer gives depth), plus `opacity_weight` · MSE between each input pixel's Gaussian
+opacity and that pixel's true coverage (added after two runs collapsed to transparent Gaussians:
+white background Gaussians floating in front of the objects). Evaluation: `recon_eval.evaluate_recon`.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import torch
-from einops import repeat
+from einops import rearrange, repeat
 from torch import Tensor, nn
 
 from seqrender.experiments.batching import scene_index
@@ -33,9 +35,11 @@ class ReconBatch:
     targets: Tensor
     alpha_weight: float
     depth_weight: float
+    opacity_weight: float
 
     def to(self, device) -> "ReconBatch":
-        return ReconBatch(self.scenes.to(device), self.targets.to(device), self.alpha_weight, self.depth_weight)
+        return ReconBatch(self.scenes.to(device), self.targets.to(device), self.alpha_weight, self.depth_weight,
+                          self.opacity_weight)
 
     @property
     def x(self) -> Tensor:
@@ -76,7 +80,9 @@ def recon_loss(model: nn.Module, batch: ReconBatch) -> Tensor:
     covered = (s.alpha >= COVERED).to(s.depth.dtype)
     log_err = (recon.depth.clamp_min(1e-6).log() - s.depth.clamp_min(1e-6).log()).abs()
     depth = (log_err * covered).sum() / covered.sum().clamp_min(1)
-    return colour + batch.alpha_weight * coverage + batch.depth_weight * depth
+    truth = rearrange(s.alpha, "b v t h w -> (b t) (v h w)")        # the Gaussians' order (gaussians_from_maps)
+    opacity = (recon.gaussians.opacities - truth).pow(2).mean()
+    return colour + batch.alpha_weight * coverage + batch.depth_weight * depth + batch.opacity_weight * opacity
 
 
 class Reconstruction(Task):
@@ -103,7 +109,8 @@ class Reconstruction(Task):
         def draw(step: int, indices: range) -> ReconBatch:
             scenes = [scene_index(cfg.seed, step * tc.batch_size + i, len(data)) for i in indices]
             targets = [torch.randperm(k, generator=generator_from(cfg.seed, step, i))[:per_sample] for i in indices]
-            return ReconBatch(data.take(torch.tensor(scenes)), torch.stack(targets), mc.alpha_weight, mc.depth_weight)
+            return ReconBatch(data.take(torch.tensor(scenes)), torch.stack(targets), mc.alpha_weight, mc.depth_weight,
+                              mc.opacity_weight)
         return draw
 
     def loss(self, model: nn.Module, batch: ReconBatch) -> Tensor:

@@ -38,11 +38,13 @@ class ReconModelConfig:
     train_targets: int = 2
     alpha_weight: float = 0.5
     depth_weight: float = 0.1
+    opacity_weight: float = 1.0
 
     def __post_init__(self):
-        if self.train_targets < 1 or self.alpha_weight < 0 or self.depth_weight < 0 or self.depth_init < 0:
+        weights = (self.alpha_weight, self.depth_weight, self.opacity_weight, self.depth_init)
+        if self.train_targets < 1 or min(weights) < 0:
             raise ValueError(f"need train_targets >= 1, non-negative loss weights and depth_init, got "
-                             f"{self.train_targets}, {self.alpha_weight}, {self.depth_weight}, {self.depth_init}")
+                             f"{self.train_targets}, {weights}")
 
     def reconstructor(self) -> ReconstructorConfig:
         agg = AggregatorConfig(img_size=32, patch_size=self.patch_size, embed_dim=self.embed_dim, depth=self.depth,
