@@ -17,8 +17,10 @@ from seqrender.experiments.layouts import mismatch, model_layout
 from seqrender.models import registry
 
 GridSetting = Literal["row->grid", "column->grid", "row+column->grid"]  # 4Real: what of the grid is given
-Setting = Literal["1->3", "3->1", GridSetting]  # n->m: Kaleido (n references -> m targets)
+# n->m: Kaleido (n references -> m targets); *->grid: 4Real-Video-V2; grid->novel: reconstruction ("recon")
+Setting = Literal["1->3", "3->1", GridSetting, "grid->novel"]
 GRID_SETTINGS = get_args(GridSetting)
+LAYOUT_GRID_SETTINGS = (*GRID_SETTINGS, "grid->novel")  # the settings of models with the "grid" layout
 COMPONENT_KINDS = ("model", "posenc", "sampler", "schedule", "solver", "dataset")
 
 
@@ -126,6 +128,7 @@ class EvalConfig(_Strict):
             if name not in registry.names("schedule"):
                 raise ValueError(f"unknown schedule {name!r}; registered: {', '.join(registry.names('schedule'))}")
         return names
+    baseline_iterations: int = Field(default=100, ge=0)  # recon: Adam steps of the per-scene Gaussian fit
 
 
 @dataclasses.dataclass(frozen=True)
@@ -169,7 +172,7 @@ class RunConfig(_Strict):
     def _views_cover_settings(self) -> "RunConfig":
         grid = model_layout(self.model.name) == "grid"
         for setting in self.eval.settings:
-            if (setting in GRID_SETTINGS) != grid:
+            if (setting in LAYOUT_GRID_SETTINGS) != grid:
                 raise ValueError(f"eval setting {setting} does not apply to model {self.model.name!r}")
             if not grid and sum(map(int, setting.split("->"))) > self.trainer.views:
                 raise ValueError(f"eval setting {setting} needs more views than trainer.views")

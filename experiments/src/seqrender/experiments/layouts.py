@@ -1,5 +1,6 @@
 """Which models fit which datasets: a "multiview" model (Kaleido) trains on multi-view scenes, a
-"grid" model (4Real-Video-V2, FourRealConfig or a subclass) on view × time grids. A dataset's config
+"grid" model (4Real-Video-V2, FourRealConfig or a subclass, and the reconstructor "recon") on view × time
+grids; a model config class may declare its layout in a `layout` class attribute. A dataset's config
 class declares its layout in a `layout` class attribute ("multiview" when absent)."""
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ DESCRIPTIONS = {"multiview": "a multi-view dataset", "grid": "a view × time (4D
 
 
 def model_layout(name: str) -> str:
-    return "grid" if issubclass(registry.config_class("model", name), FourRealConfig) else "multiview"
+    """The config class's `layout` attribute if it has one, else "grid" for 4Real-Video-V2 configs."""
+    cls = registry.config_class("model", name)
+    return getattr(cls, "layout", None) or ("grid" if issubclass(cls, FourRealConfig) else "multiview")
 
 
 def dataset_layout(name: str) -> str:

@@ -86,17 +86,37 @@ def moved(primitives: Sequence[Primitive], velocities: Tensor, time: int) -> lis
     return [dataclasses.replace(p, centre=p.centre + time * v) for p, v in zip(primitives, velocities)]
 
 
-def render_grid(config: Embedded4DConfig, index: int) -> tuple[Tensor, Tensor, Tensor]:
-    """Scene `index`: images (V, T, 3, H, W) in [0, 1], intrinsics (V, 3, 3), extrinsics (V, 4, 4)."""
+@dataclass
+class GridScene:
+    """Everything that makes scene `index` of a 4-D dataset: primitives at time 0, velocities (P, 3),
+    the grid's cameras intrinsics (V, 3, 3), extrinsics (V, 4, 4) world-to-camera."""
+
+    primitives: list[Primitive]
+    velocities: Tensor
+    intrinsics: Tensor
+    extrinsics: Tensor
+
+    def at(self, time: int) -> list[Primitive]:
+        return moved(self.primitives, self.velocities, time)
+
+
+def grid_scene(config: Embedded4DConfig, index: int) -> GridScene:
+    """The procedural scene `index` of `config` (a pure function of (config.seed, index))."""
     generator = generator_from(config.seed, index)
     primitives = make_scene(generator)
     size = config.resolution
     intrinsics, extrinsics = orbit_cameras(config.views, height=size, width=size, generator=generator)
     directions = torch.nn.functional.normalize(torch.randn(len(primitives), 3, generator=generator), dim=-1)
     velocities = directions * config.speed * (0.5 + 0.5 * torch.rand(len(primitives), 1, generator=generator))
-    frames = [render(moved(primitives, velocities, t), intrinsics, extrinsics, height=size, width=size,
+    return GridScene(primitives, velocities, intrinsics, extrinsics)
+
+
+def render_grid(config: Embedded4DConfig, index: int) -> tuple[Tensor, Tensor, Tensor]:
+    """Scene `index`: images (V, T, 3, H, W) in [0, 1], intrinsics (V, 3, 3), extrinsics (V, 4, 4)."""
+    scene, size = grid_scene(config, index), config.resolution
+    frames = [render(scene.at(t), scene.intrinsics, scene.extrinsics, height=size, width=size,
                      supersample=config.supersample).composite(BACKGROUND) for t in range(config.times)]
-    return torch.stack(frames, dim=1).clamp(0, 1), intrinsics, extrinsics
+    return torch.stack(frames, dim=1).clamp(0, 1), scene.intrinsics, scene.extrinsics
 
 
 def _generate(folder: Path, config: Embedded4DConfig, *, progress: bool) -> None:

@@ -46,6 +46,10 @@ class Primitive(ABC):
     def intersect(self, origins: Tensor, dirs: Tensor) -> Hit:
         """(N, 3) world rays with unit directions -> their first hits."""
 
+    @abstractmethod
+    def contains(self, points: Tensor) -> Tensor:
+        """(N, 3) world points -> (N,) bool, True inside the solid (boundary included)."""
+
     def to_local(self, origins: Tensor, dirs: Tensor) -> tuple[Tensor, Tensor]:
         """(N, 3) world rays -> (N, 3) rays in the primitive's frame."""
         return (origins - self.centre) @ self.rotation, dirs @ self.rotation
@@ -78,6 +82,10 @@ class Box(Primitive):
         face = 2 * axis + (outward < 0).long()
         return Hit(_miss_to_inf(t_near, hit), self.to_world(normal), self.face_colours[face])
 
+    def contains(self, points: Tensor) -> Tensor:
+        local = (points - self.centre) @ self.rotation
+        return (local.abs() <= self.half_extents).all(dim=-1)
+
 
 @dataclass
 class Sphere(Primitive):
@@ -104,6 +112,9 @@ class Sphere(Primitive):
         lon = torch.atan2(local[:, 1], local[:, 0]) / (2 * math.pi) + 0.5
         index = (_cell(lon, self.lon_cells) + _cell(lat, self.lat_cells)) % self.colours.shape[0]
         return Hit(_miss_to_inf(t, hit), normal, self.colours[index])
+
+    def contains(self, points: Tensor) -> Tensor:
+        return (points - self.centre).norm(dim=-1) <= self.radius
 
 
 @dataclass
@@ -136,6 +147,10 @@ class Cylinder(Primitive):
         colours = torch.cat([self.side_colours, self.cap_colours])
         index = torch.where(part == 0, stripe, self.side_colours.shape[0] + part - 1)
         return Hit(distance, self.to_world(normal), colours[index])
+
+    def contains(self, points: Tensor) -> Tensor:
+        local = (points - self.centre) @ self.rotation
+        return (local[:, :2].norm(dim=-1) <= self.radius) & (local[:, 2].abs() <= self.half_height)
 
     def _side_distance(self, o: Tensor, d: Tensor) -> Tensor:
         a = d[:, 0] ** 2 + d[:, 1] ** 2

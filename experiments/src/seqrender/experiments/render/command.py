@@ -75,6 +75,19 @@ def write_outputs(folder: Path, render: RenderConfig, scene: Scene, result: dict
                                                             "extrinsics": scene.views.extrinsics.tolist()}})
 
 
+def run_grid_render(run: RunConfig, render: RenderConfig, folder: Path) -> dict:
+    """A view × time (4Real-Video-V2) checkpoint: the generated grid, and with a reconstruction
+    checkpoint Gaussians per time step, .ply files and a video (render/fourd.py)."""
+    from seqrender.experiments.render.fourd import run_fourd
+
+    metrics = run_fourd(run, render, render.checkpoint, folder)
+    recon = metrics.get("novel_views_vs_truth")
+    score = f"; novel views PSNR {recon['psnr']:.2f} dB / SSIM {recon['ssim']:.3f} vs ground truth" if recon else ""
+    print(f"generated the {metrics['grid']['cells']} unknown cells of {render.scene} (PSNR {metrics['grid']['psnr']:.2f} dB)"
+          f"{score}; outputs in {folder}")
+    return metrics
+
+
 def run_render(raw: DictConfig, *, run_dir: Path) -> dict:
     """The whole command; RenderError / ConfigError for user errors (one line each)."""
     run, render = validate_render(OmegaConf.to_container(raw, resolve=True))
@@ -85,9 +98,11 @@ def run_render(raw: DictConfig, *, run_dir: Path) -> dict:
                           "or an ema .safetensors file")
     weights = weights_file(Path(render.checkpoint))
     cfg = sampling_config(run, trained_config(weights), render)
-    model = load_model(cfg, weights)
     folder = Path(render.out) if render.out else run_dir
     folder.mkdir(parents=True, exist_ok=True)
+    if model_layout(cfg.model.name) == "grid":
+        return run_grid_render(run, render, folder)
+    model = load_model(cfg, weights)
     scene = load_scene(render.scene, cfg, references=render.references, split=render.split, workdir=folder / "sfm")
     result = render_scene(cfg, render, model, scene)
     write_outputs(folder, render, scene, result)

@@ -26,6 +26,7 @@ class RenderConfig(_Strict):
     mp4: bool
     progress: bool
     out: str                        # output folder; "" = the Hydra run dir
+    recon_checkpoint: str = ""      # view × time checkpoints: a model=recon run -> Gaussians, .ply, video
 
 
 def validate_render(raw: dict) -> tuple[RunConfig, RenderConfig]:

@@ -92,3 +92,22 @@ def write_contact_sheet(path: Path, inputs: Tensor, frames: Tensor, *, truth: Te
 
 def write_json(path: Path, data: dict) -> None:
     atomic_write(path, lambda p: p.write_text(json.dumps(data, indent=2) + "\n"))
+
+
+def write_rows(path: Path, rows: list[list[Tensor]], *, title: str, zoom: int = 3) -> None:
+    """A titled PNG of image rows: each row a list of blocks (V, 3, H, W) in [0, 1], laid left to
+    right with a grey gap between blocks; rows stacked top to bottom (padded white to one width)."""
+    lines = []
+    for blocks in rows:
+        h = blocks[0].shape[-2]
+        gap = np.full((h, GAP, 3), 153, dtype=np.uint8)
+        parts = [np.concatenate(list(to_uint8(b)), axis=1) for b in blocks]
+        lines.append(np.concatenate([x for p in parts for x in (p, gap)][:-1], axis=1))
+    width = max(line.shape[1] for line in lines)
+    pad = lambda a: np.pad(a, ((1, 1), (0, width - a.shape[1]), (0, 0)), constant_values=255)
+    grid = np.concatenate([pad(line) for line in lines])
+    img = Image.fromarray(grid).resize((grid.shape[1] * zoom, grid.shape[0] * zoom), Image.NEAREST)
+    canvas = Image.new("RGB", (img.width, img.height + TITLE), "white")
+    ImageDraw.Draw(canvas).text((2, 1), title, fill="black")
+    canvas.paste(img, (0, TITLE))
+    atomic_write(path, lambda p: canvas.save(p, format="PNG"))

@@ -10,6 +10,6 @@ from __future__ import annotations
 from seqrender.experiments.tasks.base import TASKS, Task, register, task_for, task_names
 
 # The built-in tasks register themselves on import.
-from seqrender.experiments.tasks import fourreal_grid, kaleido_views  # noqa: E402,F401
+from seqrender.experiments.tasks import fourreal_grid, kaleido_views, recon  # noqa: E402,F401
 
 __all__ = ["TASKS", "Task", "register", "task_for", "task_names"]

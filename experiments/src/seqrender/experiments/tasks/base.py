@@ -68,8 +68,11 @@ def task_names() -> list[str]:
 
 
 def task_for(cfg: RunConfig) -> Task:
-    """`cfg.task` if set, else the task of the model's layout."""
+    """`cfg.task` if set, else the model config class's `task` attribute, else the task of the
+    model's layout."""
     from seqrender.experiments.layouts import model_layout
+    from seqrender.models import registry
 
-    name = getattr(cfg, "task", None) or model_layout(cfg.model.name)
+    own = getattr(registry.config_class("model", cfg.model.name), "task", None)
+    name = getattr(cfg, "task", None) or own or model_layout(cfg.model.name)
     return TASKS[name]

@@ -19,6 +19,7 @@ from seqrender.models import registry
 from seqrender.models.blocks import check_choice
 from seqrender.models.fourreal import FourReal, FourRealConfig
 from seqrender.models.kaleido import Kaleido, KaleidoConfig
+from seqrender.models.reconstruction import ReconModelConfig, build_recon
 from seqrender.posenc import FREQUENCIES, KINDS, make_scene_encoding
 
 @dataclass
@@ -114,3 +115,4 @@ for name in ("euler", "heun"):
 registry.register("model", "kaleido", KaleidoConfig, build_kaleido)
 
 registry.register("model", "fourreal", FourRealConfig, build_fourreal)
+registry.register("model", "recon", ReconModelConfig, build_recon)

@@ -7,13 +7,17 @@ from seqrender.recon.aggregator import Aggregator, AggregatorConfig, load_vggt_c
 from seqrender.recon.camera_tokens import replace_camera_tokens
 from seqrender.recon.metrics import (LPIPS, LPIPSUnavailable, chamfer_distance, load_lpips, lpips, psnr, ssim,
                                      volume_iou, voxel_centres)
-from seqrender.recon.model import FeedForwardReconstructor, Reconstruction, ReconstructorConfig
+from seqrender.recon.camera_head_vggt import VGGTCameraHead
+from seqrender.recon.dpt_vggt import VGGTDepthHead, VGGTDPTHead
+from seqrender.recon.fit import FitConfig, fit_gaussians
+from seqrender.recon.model import FeedForwardReconstructor, Reconstruction, ReconstructorConfig, load_vggt_reconstructor
 from seqrender.recon.rasterizer import Gaussians, RasterConfig, Render, rasterize, render_gaussians
 
 __all__ = [
     "Aggregator",
     "AggregatorConfig",
     "FeedForwardReconstructor",
+    "FitConfig",
     "Gaussians",
     "LPIPS",
     "LPIPSUnavailable",
@@ -21,9 +25,14 @@ __all__ = [
     "Reconstruction",
     "ReconstructorConfig",
     "Render",
+    "VGGTCameraHead",
+    "VGGTDPTHead",
+    "VGGTDepthHead",
     "chamfer_distance",
+    "fit_gaussians",
     "load_lpips",
     "load_vggt_checkpoint",
+    "load_vggt_reconstructor",
     "lpips",
     "psnr",
     "rasterize",

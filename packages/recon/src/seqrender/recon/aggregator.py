@@ -132,11 +132,12 @@ class Aggregator(nn.Module):
         return rearrange(block(x), "(bv n) t c -> (bv t) n c", n=n)
 
 
-def load_vggt_checkpoint(model: Aggregator, path: str | os.PathLike, *, prefix: str = "aggregator.") -> list[str]:
-    """Load a local VGGT checkpoint into `model` (never downloads).
+def load_vggt_checkpoint(model: nn.Module, path: str | os.PathLike, *, prefix: str = "aggregator.") -> list[str]:
+    """Load a local VGGT checkpoint into `model` (never downloads): the `Aggregator`, or a VGGT head
+    with its prefix ("depth_head.", "camera_head.").
 
-    The file holds either a whole VGGT state dict (aggregator keys under `prefix`, heads ignored)
-    or the aggregator's alone. Every aggregator key must match a parameter of `model` in name and
+    The file holds either a whole VGGT state dict (the part's keys under `prefix`, others ignored)
+    or the part's alone. Every aggregator key must match a parameter of `model` in name and
     shape, and every parameter of `model` except the temporal layers must be present; otherwise
     raises ValueError. Returns the keys left at initialisation (the zero-initialised temporal layers).
     """

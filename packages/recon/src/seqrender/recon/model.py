@@ -11,8 +11,10 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
-from seqrender.recon.aggregator import Aggregator, AggregatorConfig
+from seqrender.recon.aggregator import Aggregator, AggregatorConfig, load_vggt_checkpoint
 from seqrender.recon.camera_head import CameraHead, decode_pose_encoding
+from seqrender.recon.camera_head_vggt import VGGTCameraHead
+from seqrender.recon.dpt_vggt import VGGTDepthHead
 from seqrender.recon.camera_tokens import replace_camera_tokens
 from seqrender.recon.gaussian_head import DepthHead, GaussianHead, gaussians_from_maps
 from seqrender.recon.metrics import LPIPSUnavailable, lpips
@@ -22,21 +24,34 @@ from seqrender.recon.rasterizer import Gaussians, RasterConfig, Render, render_g
 @dataclass(frozen=True)
 class ReconstructorConfig:
     """head_layers: aggregator layers fed to the DPT heads (VGGT: 4, 11, 17, 23); the camera head
-    reads the last layer. lpips_checkpoint: local LPIPS weights (see metrics.load_lpips); without
+    reads the last layer. heads: "lite" (DPT-lite depth head, MLP camera head) or "vggt" (VGGT's
+    depth and camera heads, `dpt_vggt` / `camera_head_vggt`: with the default aggregator every
+    `aggregator.*`, `depth_head.*` and `camera_head.*` key of a VGGT-1B checkpoint loads, see
+    `load_vggt_reconstructor`; needs 4 head layers). lpips_checkpoint: local LPIPS weights (see metrics.load_lpips); without
     it the loss is MSE only."""
 
     aggregator: AggregatorConfig = field(default_factory=AggregatorConfig)
     head_layers: tuple[int, ...] = (4, 11, 17, 23)
     head_features: int = 256
+    heads: str = "lite"
+    vggt_out_channels: tuple[int, int, int, int] = (256, 512, 1024, 1024)
     replace_camera_tokens: bool = True
     raster: RasterConfig = field(default_factory=RasterConfig)
     lpips_checkpoint: str | None = None
     lpips_net: str = "alex"
     lpips_weight: float = 0.5
 
+    @property
+    def patch_size(self) -> int:
+        return self.aggregator.patch_size
+
     def __post_init__(self):
         if not self.head_layers or any(not 0 <= i < self.aggregator.depth for i in self.head_layers):
             raise ValueError(f"head_layers must be non-empty and lie in [0, {self.aggregator.depth}), got {self.head_layers}")
+        if self.heads not in ("lite", "vggt"):
+            raise ValueError(f"heads must be 'lite' or 'vggt', got {self.heads!r}")
+        if self.heads == "vggt" and len(self.head_layers) != 4:
+            raise ValueError(f"heads='vggt' needs 4 head_layers, got {self.head_layers}")
 
 
 @dataclass
@@ -60,9 +75,14 @@ class FeedForwardReconstructor(nn.Module):
         agg = config.aggregator
         self.aggregator = Aggregator(agg)
         dim, n = 2 * agg.embed_dim, len(config.head_layers)
-        self.depth_head = DepthHead(dim, num_layers=n, patch_size=agg.patch_size, features=config.head_features)
+        if config.heads == "vggt":
+            self.depth_head = VGGTDepthHead(dim, patch_size=agg.patch_size, features=config.head_features,
+                                            out_channels=config.vggt_out_channels)
+            self.camera_head = VGGTCameraHead(dim, num_heads=agg.num_heads)
+        else:
+            self.depth_head = DepthHead(dim, num_layers=n, patch_size=agg.patch_size, features=config.head_features)
+            self.camera_head = CameraHead(dim)
         self.gaussian_head = GaussianHead(dim, num_layers=n, patch_size=agg.patch_size, features=config.head_features)
-        self.camera_head = CameraHead(dim)
         if config.lpips_checkpoint is not None and not Path(config.lpips_checkpoint).is_file():
             raise LPIPSUnavailable(f"lpips_checkpoint {config.lpips_checkpoint} is not a local file")
 
@@ -77,7 +97,8 @@ class FeedForwardReconstructor(nn.Module):
         tokens = dict(zip(layers, self.aggregator(images, layers=layers)))
         if self.config.replace_camera_tokens:
             tokens = {i: replace_camera_tokens(x) for i, x in tokens.items()}
-        pose = self.camera_head(tokens[last][..., 0, :])
+        cameras = rearrange(tokens[last][..., 0, :], "b v t c -> (b t) v c")  # the views of one time step
+        pose = rearrange(self.camera_head(cameras), "(b t) v c -> b v t c", t=t)
         if intrinsics is None:
             extrinsics, intrinsics = decode_pose_encoding(pose, height=h, width=w)
         start = self.aggregator.patch_start_idx
@@ -108,3 +129,18 @@ class FeedForwardReconstructor(nn.Module):
         flat = lambda x: x.reshape(-1, *x.shape[-3:])
         perceptual = lpips(flat(rendered), flat(target), checkpoint=self.config.lpips_checkpoint, net=self.config.lpips_net).mean()
         return {"loss": mse + self.config.lpips_weight * perceptual, "mse": mse, "lpips": perceptual}
+
+
+VGGT_PARTS = ("aggregator", "depth_head", "camera_head")
+
+
+def load_vggt_reconstructor(model: FeedForwardReconstructor, path) -> list[str]:
+    """Load a local VGGT checkpoint's aggregator, depth head and camera head into `model` (built
+    with heads="vggt" and VGGT's sizes), each strictly (`aggregator.load_vggt_checkpoint`). Returns the
+    keys left at initialisation: the zero-initialised temporal layers and the Gaussian head."""
+    if model.config.heads != "vggt":
+        raise ValueError("load_vggt_reconstructor needs a model built with heads='vggt'")
+    left = []
+    for part in VGGT_PARTS:
+        left += [f"{part}.{k}" for k in load_vggt_checkpoint(getattr(model, part), path, prefix=f"{part}.")]
+    return left + [f"gaussian_head.{k}" for k in model.gaussian_head.state_dict()]
