@@ -40,7 +40,7 @@ def test_unknown_name_lists_registered_names_on_one_line(clean_registry):
 
 
 def test_builtin_posenc_error_message():
-    with pytest.raises(RegistryError, match=r"^unknown posenc 'foo'; registered: cape, gta, none, plucker, rope$"):
+    with pytest.raises(RegistryError, match=r"^unknown posenc 'foo'; registered: cape, gta, gta_plucker, none, plucker, rope$"):
         registry.build("posenc", "foo", head_dim=8)
 
 
