@@ -56,13 +56,15 @@ def verdict_table(summary: Summary) -> list[str]:
     if not summary.paper:
         return ["", "No paper table for this sweep (an `experiment=ablate_*` sweeping its own key has one)."]
     lines = ["", f"## Direction against the paper ({summary.paper.source})", "",
-             f"PSNR of the paper's choice `{summary.paper.chosen}` minus the other arm (our means; the paper's "
-             "per dataset). Verdict: same direction / opposite when our 95 % intervals do not overlap, "
-             "else inconclusive.", "",
+             f"PSNR of the paper's choice `{summary.paper.chosen}` minus the other arm: ours paired by seed "
+             "(mean of the per-seed differences, 95 % Student-t interval over seeds), the paper's per "
+             "dataset. Verdict: same direction / opposite when our interval excludes 0, else inconclusive "
+             "(with one seed: when the two arms' own intervals do not overlap).", "",
              "| comparison | setting (paper) | ours | paper | verdict |", "|---|---|---|---|---|"]
     for v in summary.verdicts:
         paper_setting = PAPER_SETTING.get(v.setting, v.setting)
-        lines.append(f"| {summary.paper.chosen} vs {v.arm} | {v.setting} ({paper_setting}) | {v.ours:+.2f} | "
+        ours = f"{v.ours:+.2f}" + (f" [{v.ours_ci[0]:+.2f}, {v.ours_ci[1]:+.2f}]" if v.ours_ci else "")
+        lines.append(f"| {summary.paper.chosen} vs {v.arm} | {v.setting} ({paper_setting}) | {ours} | "
                      f"{v.paper} | {v.verdict} |")
     lines += ["", "Paper rows: " + "; ".join(f"`{k}` = {a.row}" for k, a in summary.paper.arms.items()) + "."]
     lines += [f"Note: {n}." for n in summary.paper.notes]

@@ -6,6 +6,12 @@ it is that run's own 95 % bootstrap interval over eval items. The verdict compar
 design with each other arm on PSNR, per eval setting: "same direction" or "opposite" when our two
 intervals do not overlap, "inconclusive" when they do, and "no paper direction" when the paper has no
 row for the arm or its datasets disagree.
+
+With ≥ 2 seeds the verdict is paired: arms that share a seed share its data, initial weights and eval
+items, so the difference chosen − arm is taken per seed and its Student-t interval over seeds decides
+("same direction"/"opposite" when it excludes 0, "inconclusive (interval includes 0)" otherwise); the
+seed-to-seed spread that both arms share cancels. With one seed it falls back to "our two intervals do
+not overlap".
 """
 from __future__ import annotations
 
@@ -37,6 +43,7 @@ class Arm:
     label: str
     seeds: tuple[int, ...]
     scores: dict[str, dict[str, Score]]
+    psnr_by_seed: dict[str, dict[int, float]]  # {setting: {seed: PSNR}} for the paired verdict
 
     @property
     def interval(self) -> str:
@@ -45,11 +52,14 @@ class Arm:
 
 @dataclass(frozen=True)
 class Verdict:
-    """Paper's chosen arm vs `arm` in `setting`: ours = PSNR(chosen) − PSNR(arm) of the means."""
+    """Paper's chosen arm vs `arm` in `setting`: ours = PSNR(chosen) − PSNR(arm) (mean over the shared
+    seeds of the per-seed differences, with its 95 % t-interval `ours_ci`; None with < 2 shared seeds,
+    then `ours` is the difference of the arms' means)."""
 
     arm: str
     setting: str
     ours: float
+    ours_ci: tuple[float, float] | None
     paper: str
     verdict: str
 
@@ -95,7 +105,9 @@ def summarise_arm(label: str, entries: list[Entry]) -> Arm:
     settings = list(dict.fromkeys(s for e in entries for s in e.scores))
     scores = {s: {m: seed_score([e.scores.get(s, {}) for e in entries], m) for m in METRICS} for s in settings}
     kept = {s: {m: v for m, v in row.items() if v is not None} for s, row in scores.items()}
-    return Arm(label, tuple(e.seed for e in entries), kept)
+    by_seed = {s: {e.seed: float(e.scores[s]["psnr"]) for e in entries
+                   if e.scores.get(s, {}).get("psnr") is not None} for s in settings}
+    return Arm(label, tuple(e.seed for e in entries), kept, by_seed)
 
 
 def seed_score(rows: list[dict], metric: str) -> Score | None:
@@ -125,11 +137,35 @@ def compare(arms: list[Arm], paper: PaperAblation) -> list[Verdict]:
             if ours is None or theirs is None:
                 continue
             sign, text = paper_direction(paper, arm.label, setting)
-            out.append(Verdict(arm.label, setting, ours.mean - theirs.mean, text, verdict(ours, theirs, sign)))
+            paired = paired_difference(chosen.psnr_by_seed.get(setting, {}), arm.psnr_by_seed.get(setting, {}))
+            if paired is None:
+                out.append(Verdict(arm.label, setting, ours.mean - theirs.mean, None, text,
+                                   verdict(ours, theirs, sign)))
+            else:
+                out.append(Verdict(arm.label, setting, paired.mean, (paired.lo, paired.hi), text,
+                                   paired_verdict(paired, sign)))
     return out
 
 
+def paired_difference(chosen: dict[int, float], other: dict[int, float]) -> Score | None:
+    """Student-t interval over the seeds both arms ran of PSNR(chosen) − PSNR(other); None if < 2."""
+    seeds = sorted(set(chosen) & set(other))
+    if len(seeds) < 2:
+        return None
+    return Score(*stats.t_interval(np.array([chosen[s] - other[s] for s in seeds], dtype=np.float64)))
+
+
+def paired_verdict(difference: Score, paper_sign: int | None) -> str:
+    if paper_sign is None:
+        return "no paper direction"
+    if difference.lo <= 0.0 <= difference.hi:
+        return "inconclusive (interval includes 0)"
+    ours = 1 if difference.mean > 0 else -1
+    return "same direction" if ours == paper_sign else "opposite"
+
+
 def verdict(chosen: Score, other: Score, paper_sign: int | None) -> str:
+    """One seed: the arms' own intervals (over eval items) must not overlap."""
     if paper_sign is None:
         return "no paper direction"
     if chosen.lo <= other.hi and other.lo <= chosen.hi:
