@@ -5,8 +5,9 @@ import torch
 from torch import nn
 
 from seqrender.experiments.data.dynamic import GridScenes
-from seqrender.experiments.grid import GridBatch, given_cells, grid_flow_loss, grid_velocity, make_grid_batch
-from seqrender.experiments.grid_eval import copy_baselines, grid_eval_batches
+from seqrender.experiments.grid import (GridBatch, copy_anchor, given_cells, given_parts, grid_flow_loss, grid_velocity,
+                                       make_grid_batch)
+from seqrender.experiments.grid_eval import copy_baselines, grid_eval_batches, grid_model_method
 from seqrender.flowmatch import guided_velocity, make_timestep_sampler
 from seqrender.models.fourreal import FourReal, FourRealConfig
 
@@ -173,3 +174,65 @@ def test_untrained_velocity_is_zero_so_one_step_scoring_is_exact():
         v = grid_velocity(model, held(x, noise, given), torch.tensor([0.3, 1.0]), x=x, given=given,
                           drop_condition=torch.tensor([False, True]))
     assert torch.equal(v, torch.zeros_like(v))
+
+
+@pytest.mark.parametrize("setting", SETTINGS)
+def test_copy_anchor_is_the_copy_baseline_of_the_setting(setting):
+    """Residual data space: each unknown cell's anchor is what the setting's copy baseline predicts
+    (same view at time 0 when the column is given, else same time in view 0); zero on given cells."""
+    x, _ = grids(2, 5)
+    given = given_cells(V, T, setting).expand(2, V, T)
+    anchor = copy_anchor(x, given)
+    row, column = given_parts(setting)
+    for v in range(V):
+        for t in range(T):
+            want = torch.zeros_like(x[:, 0, 0]) if given[0, v, t] else x[:, v, 0] if column else x[:, 0, t]
+            assert torch.equal(anchor[:, v, t], want), (setting, v, t)
+
+
+def test_residual_batch_puts_the_path_on_the_difference_from_the_copy():
+    scenes = GridScenes(images=torch.rand(5, V, T, C, H, W), intrinsics=torch.zeros(5, V, 3, 3),
+                        extrinsics=torch.zeros(5, V, 4, 4))
+    kwargs = dict(seed=0, step=1, indices=range(3), batch_size=3, sampler=make_timestep_sampler("uniform"),
+                  cond_drop_prob=0.0)
+    plain, residual = make_grid_batch(scenes, **kwargs), make_grid_batch(scenes, **kwargs, residual=True)
+    assert plain.anchor is None and torch.equal(plain.x, residual.x) and torch.equal(plain.noise, residual.noise)
+    unknown = ~residual.given[:, :, :, None, None, None]
+    copy = residual.x[:, :, :1].expand_as(residual.x)          # row+column: the same view at time 0
+    t = residual.t[:, None, None, None, None, None]
+    want = torch.where(unknown, (1 - t) * (residual.x - copy) + t * residual.noise, residual.x)
+    assert torch.allclose(residual.noised(), want, atol=1e-6)
+    # a model that predicts the residual velocity exactly has zero loss; the plain target does not
+    exact = residual.noise - (residual.x - copy)
+    assert grid_flow_loss(lambda z, t, **_: exact, residual).item() < 1e-10
+    assert grid_flow_loss(lambda z, t, **_: exact, plain).item() > 1e-2
+
+
+@pytest.mark.parametrize("setting", ["column->grid", "row->grid"])
+def test_residual_sampler_returns_the_copy_baseline_for_a_static_grid(setting):
+    """A grid whose unknown cells equal their copy baseline (nothing moves): the residual target is 0,
+    so the exact velocity is z/t, and the sampler must return exactly the copy baseline's grid."""
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    from seqrender.experiments.cli import CONFIG_DIR
+    from seqrender.experiments.config import validate_config
+    from seqrender.experiments.configstore import mirror_registry, prepare_registry
+
+    base = torch.rand(1, V, 1, C, H, W) if setting == "column->grid" else torch.rand(1, 1, T, C, H, W)
+    images = base.expand(1, V, T, C, H, W).contiguous()
+    scenes = GridScenes(images=images, intrinsics=torch.zeros(1, V, 3, 3), extrinsics=torch.zeros(1, V, 4, 4))
+    (batch,) = grid_eval_batches(scenes, num_items=1, batch_size=1, seed=0, setting=setting)
+    prepare_registry()
+    mirror_registry()
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        raw = compose(config_name="config", overrides=["model=fourreal", "dataset=embedded4d", "trainer.grid_residual=true",
+                                                       "schedule.num_steps=6", "eval.guidance_scale=1.0"])
+    cfg = validate_config(OmegaConf.to_container(raw, resolve=True))
+
+    def exact(z, t, **_):
+        return z / t.clamp_min(1e-6)[:, None, None, None, None, None]
+
+    out = grid_model_method(exact, cfg)(batch)
+    (copy,) = copy_baselines(setting).values()
+    assert torch.allclose(out, copy(batch), atol=1e-5)

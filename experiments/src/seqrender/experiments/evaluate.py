@@ -95,11 +95,13 @@ def _pick_views(available: int, seed: int, item: int) -> Tensor:
     return torch.randperm(available, generator=generator_from(seed, item))[:4]
 
 
-def sampling_method(cfg: RunConfig, velocity_for: Callable, vae=None) -> Method:
+def sampling_method(cfg: RunConfig, velocity_for: Callable, vae=None, anchor_for: Callable | None = None) -> Method:
     """Sample the generated part (everything but `batch.is_reference`, which stays clean) with the
     configured schedule, solver and guidance. `velocity_for(batch, x)` gives the solver's velocity
     function for a batch whose clean images in [-1, 1] are x. With a `vae` (latent-space runs) the
-    sampling runs on its latents (`latent.to_latent_batch`) and the result is decoded to images."""
+    sampling runs on its latents (`latent.to_latent_batch`) and the result is decoded to images.
+    `anchor_for(batch, x)`: for a residual data space, what is added to the sampled generated part
+    (zero on the references)."""
     schedule = cfg.schedule.build()
     solve = cfg.solver.build()
 
@@ -113,6 +115,8 @@ def sampling_method(cfg: RunConfig, velocity_for: Callable, vae=None) -> Method:
         keep = batch.is_reference[..., None, None, None]
         out = solve(velocity_for(batch, x), noise, schedule, guidance_scale=cfg.eval.guidance_scale,
                     clean=x, keep_mask=keep)
+        if anchor_for is not None:
+            out = out + anchor_for(batch, x)
         if vae is not None:
             out = vae.decode(out)
         return ((out + 1) / 2).clamp(0, 1)

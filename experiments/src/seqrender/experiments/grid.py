@@ -10,6 +10,12 @@ given cells blanked to zero, so it sees nothing of their content (the sampler ho
 clean in z; without the blanking the "unconditional" velocity could copy them). The same blanking
 is used in training (condition dropout) and sampling.
 
+Residual data space (`trainer.grid_residual`): the flow may generate each unknown cell's difference
+from its copy baseline (`copy_anchor`: the given time-0 cell of its view when the column is given,
+else the given view-0 cell of its time) instead of the cell itself; the sampler adds the copy back.
+The paper gets "copy the given frame, then move it" from its pretrained video model; a pixel-space
+model trained from scratch for minutes does not, and the residual space gives it that start.
+
 Batches are a pure function of (seed, step, global sample index), like Kaleido's
 (`batching.scene_index` orders the scenes; the stream keyed (seed, step, index) draws t, ε, the
 condition-dropout coin and the grid setting), so resume and DDP slices draw what one uninterrupted
@@ -45,6 +51,17 @@ def given_cells(views: int, times: int, setting: str = "row+column->grid") -> Te
     return ((v == 0) & row) | ((t == 0) & column)
 
 
+def copy_anchor(x: Tensor, given: Tensor) -> Tensor:
+    """(B, V, T, C, H, W): each unknown cell's copy baseline in the clean grid x (same shape): the given
+    time-0 cell of its view (v, 0) when the sample's column is given, else the given view-0 cell of its
+    time (0, t) when its row is; zero on the given cells. given (B, V, T) bool."""
+    has_column = given[:, :, 0].all(1)[:, None, None, None, None, None]   # (B, 1, 1, 1, 1, 1)
+    has_row = given[:, 0].all(1)[:, None, None, None, None, None]
+    same_view, same_time = x[:, :, :1].expand_as(x), x[:, :1].expand_as(x)
+    anchor = torch.where(has_column, same_view, torch.where(has_row, same_time, torch.zeros_like(x)))
+    return anchor.masked_fill(given[:, :, :, None, None, None], 0.0)
+
+
 def grid_velocity(model: nn.Module, z: Tensor, t: Tensor, *, x: Tensor, given: Tensor,
                   drop_condition: Tensor) -> Tensor:
     """Velocity (B, V, T, C, H, W) of z (B, V, T, C, H, W) at t (B,), conditioned on the cells of the
@@ -71,27 +88,36 @@ def grid_velocity(model: nn.Module, z: Tensor, t: Tensor, *, x: Tensor, given: T
 @dataclass
 class GridBatch:
     """x, noise (B, V, T, 3, H, W) with x in [-1, 1]; t (B,); given (B, V, T) bool (the given cells
-    of each sample's setting); drop_condition (B,) bool."""
+    of each sample's setting); drop_condition (B,) bool; anchor (B, V, T, 3, H, W) or None: what the
+    flow's data point is relative to (`copy_anchor` in the residual space; None: the cells themselves)."""
 
     x: Tensor
     noise: Tensor
     t: Tensor
     given: Tensor
     drop_condition: Tensor
+    anchor: Tensor | None = None
 
     def to(self, device: torch.device) -> "GridBatch":
-        return GridBatch(**{k: v.to(device) for k, v in vars(self).items()})
+        return GridBatch(**{k: v if v is None else v.to(device) for k, v in vars(self).items()})
+
+    @property
+    def target(self) -> Tensor:
+        """(B, V, T, 3, H, W): the flow's data point, x − anchor (x on the given cells)."""
+        return self.x if self.anchor is None else self.x - self.anchor
 
     def noised(self) -> Tensor:
-        """z_t (B, V, T, 3, H, W): unknown cells on the path (1 − t)x + tε, given cells clean."""
-        z = flowmatch.interpolate(self.x, self.noise, self.t)
+        """z_t (B, V, T, 3, H, W): unknown cells on the path (1 − t)·target + tε, given cells clean."""
+        z = flowmatch.interpolate(self.target, self.noise, self.t)
         return torch.where(self.given[:, :, :, None, None, None], self.x, z)
 
 
 def make_grid_batch(scenes: GridScenes, *, seed: int, step: int, indices: range, batch_size: int, sampler,
-                    cond_drop_prob: float, settings: tuple[str, ...] = ("row+column->grid",)) -> GridBatch:
+                    cond_drop_prob: float, settings: tuple[str, ...] = ("row+column->grid",),
+                    residual: bool = False) -> GridBatch:
     """Samples `indices` (global indices within step `step`'s batch of `batch_size`): whole grids, each
-    with a setting drawn uniformly from `settings` (repeat one to weight it)."""
+    with a setting drawn uniformly from `settings` (repeat one to weight it). residual: the flow
+    generates each unknown cell minus its `copy_anchor`."""
     parts = []
     views, times = scenes.images.shape[1:3]
     for g in indices:
@@ -102,13 +128,16 @@ def make_grid_batch(scenes: GridScenes, *, seed: int, step: int, indices: range,
         drop = torch.rand((), generator=gen) < cond_drop_prob
         setting = settings[int(torch.randint(len(settings), (), generator=gen))]
         parts.append(dict(x=x, t=t, noise=noise, given=given_cells(views, times, setting), drop_condition=drop))
-    return GridBatch(**{k: torch.stack([p[k] for p in parts]) for k in parts[0]})
+    batch = GridBatch(**{k: torch.stack([p[k] for p in parts]) for k in parts[0]})
+    if residual:
+        batch.anchor = copy_anchor(batch.x, batch.given)
+    return batch
 
 
 def grid_flow_loss(model: nn.Module, batch: GridBatch) -> Tensor:
     """Velocity MSE on each sample's unknown cells: mean per sample over them, then over samples. Scalar."""
     pred = grid_velocity(model, batch.noised(), batch.t, x=batch.x, given=batch.given,
                          drop_condition=batch.drop_condition)
-    err = (pred - (batch.noise - batch.x)).pow(2).mean(dim=(3, 4, 5))          # (B, V, T)
+    err = (pred - (batch.noise - batch.target)).pow(2).mean(dim=(3, 4, 5))     # (B, V, T)
     unknown = (~batch.given).to(err.dtype)
     return ((err * unknown).sum((1, 2)) / unknown.sum((1, 2))).mean()

@@ -20,7 +20,7 @@ from seqrender.experiments.config import RunConfig
 from seqrender.experiments.data.dynamic import GridScenes
 from seqrender.experiments.data.seeding import generator_from
 from seqrender.experiments.evaluate import Method, one_step, sampling_method, score_methods
-from seqrender.experiments.grid import given_cells, given_parts, grid_velocity
+from seqrender.experiments.grid import copy_anchor, given_cells, given_parts, grid_velocity
 
 
 @dataclass
@@ -47,7 +47,8 @@ def grid_eval_batches(scenes: GridScenes, *, num_items: int, batch_size: int, se
 
 
 def grid_model_method(model: nn.Module, cfg: RunConfig) -> Method:
-    """Sample the unknown cells with the configured schedule, solver and guidance; given cells stay clean."""
+    """Sample the unknown cells with the configured schedule, solver and guidance; given cells stay clean.
+    A `trainer.grid_residual` model samples each unknown cell's difference from its copy baseline."""
     def velocity_for(batch: GridEvalBatch, x: Tensor):
         def velocity(z: Tensor, t: Tensor, *, drop_condition: Tensor) -> Tensor:
             rep = z.shape[0] // x.shape[0]      # 2 when CFG batches conditional + unconditional
@@ -55,7 +56,8 @@ def grid_model_method(model: nn.Module, cfg: RunConfig) -> Method:
                                  given=batch.is_reference.repeat(rep, 1, 1), drop_condition=drop_condition)
         return velocity
 
-    return sampling_method(cfg, velocity_for)
+    anchor_for = (lambda batch, x: copy_anchor(x, batch.is_reference)) if cfg.trainer.grid_residual else None
+    return sampling_method(cfg, velocity_for, anchor_for=anchor_for)
 
 
 def row_same_time(batch: GridEvalBatch) -> Tensor:

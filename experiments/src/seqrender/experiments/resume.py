@@ -33,7 +33,8 @@ MAY_CHANGE = ("trainer.steps", "trainer.progress", "trainer.log_every", "trainer
 SKIPPED = "skipped"
 # Keys added after checkpoints were first written: a manifest without them was trained with this value.
 ADDED_KEYS = {"trainer.view_sampling": "exponential", "trainer.fixed_references": 1, "task": None,
-              "trainer.init_from": None, "trainer.grid_settings": ["row+column->grid"]}
+              "trainer.init_from": None, "trainer.grid_settings": ["row+column->grid"],
+              "trainer.grid_residual": False}
 
 
 def flat_config(cfg: RunConfig) -> dict[str, Any]:

@@ -34,7 +34,8 @@ class FourRealGrid(Task):
         tc = cfg.trainer
         return lambda step, indices: make_grid_batch(data, seed=cfg.seed, step=step, indices=indices,
                                                      batch_size=tc.batch_size, sampler=sampler,
-                                                     cond_drop_prob=tc.cond_drop_prob, settings=tc.grid_settings)
+                                                     cond_drop_prob=tc.cond_drop_prob, settings=tc.grid_settings,
+                                                     residual=tc.grid_residual)
 
     def loss(self, model: nn.Module, batch: GridBatch) -> Tensor:
         return grid_flow_loss(model, batch)
