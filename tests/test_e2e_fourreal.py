@@ -17,7 +17,7 @@ TINY_4D = [
     "dataset.supersample=1",
     "model.layers=1", "model.hidden=24", "model.heads=2", "model.kv_heads=1",
     "trainer.batch_size=2", "trainer.warmup_steps=1", "trainer.ema_start=1", "trainer.progress=false",
-    "trainer.cond_drop_prob=0.5",
+    "trainer.cond_drop_prob=0.5", "trainer.local_processes=1",
     "eval.num_items=2", "eval.batch_size=2", "eval.sample_rows=1", "schedule.num_steps=2",
 ]
 SETTINGS = "['row->grid','column->grid','row+column->grid']"  # quoted: '>' is not a bare hydra token

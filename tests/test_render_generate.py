@@ -105,3 +105,19 @@ def test_chunks_follow_the_autoregressive_loop_with_nearest_references(setup):
                       torch.cat([known.extrinsics, e[start:start + 2]]))
         expected.append(images)
     assert torch.equal(got, torch.cat(expected))
+
+
+def test_render_guidance_defaults_to_the_checkpoint_runs_own(setup):
+    """render.guidance_scale: null samples with the scale the checkpoint's run evaluated with (its
+    .hydra config), an explicit value overrides it; the command's schedule is used either way."""
+    from seqrender.experiments.render.command import sampling_config
+    from seqrender.experiments.render.config import RenderConfig
+
+    cfg, _ = setup
+    trained = cfg.model_copy(update={"eval": cfg.eval.model_copy(update={"guidance_scale": 2.75})})
+    fields = dict(checkpoint="x", scene="heldout:0", split="train", references=1, trajectory="orbit", views=4,
+                  spiral_amplitude_deg=10.0, view_budget=0, chunk_size=1, max_references=3, seed=0, fps=8,
+                  gif=False, mp4=False, progress=False, out="")
+    assert sampling_config(cfg, trained, RenderConfig(**fields)).eval.guidance_scale == 2.75
+    assert sampling_config(cfg, None, RenderConfig(**fields)).eval.guidance_scale == GUIDANCE
+    assert sampling_config(cfg, trained, RenderConfig(**fields, guidance_scale=1.0)).eval.guidance_scale == 1.0

@@ -3,15 +3,13 @@
 Arms are the values of the override keys that vary across the sweep's entries (seed excluded). With
 n ≥ 2 seeds an arm's interval is Student's t over its seed means (`stats.t_interval`); with one seed
 it is that run's own 95 % bootstrap interval over eval items. The verdict compares the paper's chosen
-design with each other arm on PSNR, per eval setting: "same direction" or "opposite" when our two
-intervals do not overlap, "inconclusive" when they do, and "no paper direction" when the paper has no
-row for the arm or its datasets disagree.
-
-With ≥ 2 seeds the verdict is paired: arms that share a seed share its data, initial weights and eval
-items, so the difference chosen − arm is taken per seed and its Student-t interval over seeds decides
-("same direction"/"opposite" when it excludes 0, "inconclusive (interval includes 0)" otherwise); the
-seed-to-seed spread that both arms share cancels. With one seed it falls back to "our two intervals do
-not overlap".
+design with each other arm on PSNR, per eval setting, and is paired by seed: arms that share a seed
+share its data order and noise, the eval items and (where the parameters match) the initial weights,
+so chosen − arm is taken per seed and its Student-t interval over the shared seeds decides: "same
+direction" or "opposite" when it excludes 0, "inconclusive (interval includes 0)" otherwise; the
+seed-to-seed spread both arms share cancels. With one shared seed: "inconclusive (intervals
+overlap)" when the arms' own intervals overlap. "no paper direction" when the paper has no row for
+the arm or its datasets disagree.
 """
 from __future__ import annotations
 

@@ -13,7 +13,7 @@ from seqrender.experiments.evaluate import model_method
 from seqrender.experiments.layouts import model_layout
 from seqrender.experiments.render import RenderError, outputs
 from seqrender.experiments.render.checkpoints import load_weights, trained_config, weights_file
-from seqrender.experiments.render.config import RenderConfig, validate_render
+from seqrender.experiments.render.config import RenderConfig, guidance_scale, validate_render
 from seqrender.experiments.render.generate import generate
 from seqrender.experiments.render.inputs import Scene, load_scene
 from seqrender.experiments.render.trajectories import make_trajectory
@@ -23,9 +23,9 @@ from seqrender.recon.metrics import psnr, ssim
 
 def sampling_config(run: RunConfig, trained: RunConfig | None, render: RenderConfig) -> RunConfig:
     """The checkpoint's model/posenc/dataset/trainer (when its run dir says) with this command's
-    schedule, solver and `render.guidance_scale`."""
+    schedule, solver and guidance (`guidance_scale`)."""
     base = trained or run
-    eval_cfg = run.eval.model_copy(update={"guidance_scale": render.guidance_scale})
+    eval_cfg = run.eval.model_copy(update={"guidance_scale": guidance_scale(render, base)})
     return base.model_copy(update={"schedule": run.schedule, "solver": run.solver, "eval": eval_cfg})
 
 
@@ -108,7 +108,7 @@ def run_render(raw: DictConfig, *, run_dir: Path) -> dict:
     write_outputs(folder, render, scene, result)
     metrics = {**result["metrics"], "scene": scene.name, "checkpoint": str(weights),
                "trajectory": render.trajectory, "schedule": cfg.schedule.name,
-               "num_steps": cfg.schedule.config.num_steps, "guidance_scale": render.guidance_scale,
+               "num_steps": cfg.schedule.config.num_steps, "guidance_scale": cfg.eval.guidance_scale,
                "chunk_size": render.chunk_size, "max_references": render.max_references,
                "view_budget": render.view_budget or cfg.trainer.views}
     outputs.write_json(folder / "render.json", metrics)

@@ -19,7 +19,7 @@ class RenderConfig(_Strict):
     view_budget: int = Field(ge=0)  # views per pass (references + targets); 0: trainer.views of the checkpoint
     chunk_size: int = Field(ge=1)   # targets per pass when everything does not fit the budget
     max_references: int = Field(ge=1)  # references kept per pass (nearest cameras) when chunking
-    guidance_scale: float = Field(ge=0)
+    guidance_scale: float | None = Field(default=None, ge=0)  # None: the checkpoint run's eval.guidance_scale
     seed: int
     fps: int = Field(gt=0)
     gif: bool
@@ -40,3 +40,8 @@ def validate_render(raw: dict) -> tuple[RunConfig, RenderConfig]:
         return run, RenderConfig(**section)
     except ValidationError as exc:
         raise ConfigError(_first_error(exc, prefix="render")) from None
+
+
+def guidance_scale(render: RenderConfig, trained: RunConfig) -> float:
+    """`render.guidance_scale`, or (None) the scale the checkpoint's run evaluated with."""
+    return trained.eval.guidance_scale if render.guidance_scale is None else render.guidance_scale

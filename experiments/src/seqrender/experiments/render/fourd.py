@@ -33,6 +33,7 @@ from seqrender.experiments.grid import given_cells
 from seqrender.experiments.grid_eval import GridEvalBatch, grid_model_method
 from seqrender.experiments.render import RenderError, outputs
 from seqrender.experiments.render.checkpoints import load_weights, trained_config, weights_file
+from seqrender.experiments.render.config import guidance_scale
 from seqrender.experiments.render.trajectories import make_trajectory
 from seqrender.experiments.tasks import task_for
 from seqrender.recon.metrics import psnr, ssim
@@ -115,7 +116,7 @@ def run_fourd(run: RunConfig, render, gen_weights_dir: str, folder: Path) -> dic
     started = time.perf_counter()
     gen_cfg, generator = load_trained(gen_weights_dir, "render.checkpoint")
     gen_cfg = gen_cfg.model_copy(update={"schedule": run.schedule, "solver": run.solver,
-                                         "eval": run.eval.model_copy(update={"guidance_scale": render.guidance_scale})})
+                                         "eval": run.eval.model_copy(update={"guidance_scale": guidance_scale(render, gen_cfg)})})
     index, truth_grid, intrinsics, extrinsics = heldout_grid(render.scene, gen_cfg)
     grid = fill_grid(generator, gen_cfg, truth_grid, seed=render.seed)
     unknown = ~given_cells(*grid.shape[:2])
