@@ -74,7 +74,7 @@ def verdict_table(summary: Summary) -> list[str]:
 def bar_chart(summary: Summary, path: Path) -> None:
     """One panel per (metric, eval setting): a bar per arm with its 95 % interval."""
     settings = settings_of(summary)
-    fig, axes = plt.subplots(len(METRICS), len(settings), figsize=(3.2 * len(settings) + 1, 5.5), dpi=110,
+    fig, axes = plt.subplots(len(METRICS), len(settings), figsize=(max(3.2 * len(settings) + 1, 7.0), 5.5), dpi=110,
                              squeeze=False)
     labels = [a.label for a in summary.arms]
     chosen = summary.paper.chosen if summary.paper else None
