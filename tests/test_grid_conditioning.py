@@ -211,7 +211,8 @@ def test_residual_batch_puts_the_path_on_the_difference_from_the_copy():
 @pytest.mark.parametrize("setting", ["column->grid", "row->grid"])
 def test_residual_sampler_returns_the_copy_baseline_for_a_static_grid(setting):
     """A grid whose unknown cells equal their copy baseline (nothing moves): the residual target is 0,
-    so the exact velocity is z/t, and the sampler must return exactly the copy baseline's grid."""
+    so the exact velocity is z/t, and the sampler must return the grid itself (an image-space sampler
+    with the same velocity returns zeros in the unknown cells)."""
     from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
 
@@ -234,5 +235,4 @@ def test_residual_sampler_returns_the_copy_baseline_for_a_static_grid(setting):
         return z / t.clamp_min(1e-6)[:, None, None, None, None, None]
 
     out = grid_model_method(exact, cfg)(batch)
-    (copy,) = copy_baselines(setting).values()
-    assert torch.allclose(out, copy(batch), atol=1e-5)
+    assert torch.allclose(out, images, atol=1e-5)  # static: the copy baseline is the grid itself

@@ -51,14 +51,23 @@ def given_cells(views: int, times: int, setting: str = "row+column->grid") -> Te
     return ((v == 0) & row) | ((t == 0) & column)
 
 
+def same_view_copy(x: Tensor) -> Tensor:
+    """(B, V, T, C, H, W): every cell (v, t) of x replaced by the time-0 cell (v, 0) of its view."""
+    return x[:, :, :1].expand_as(x)
+
+
+def same_time_copy(x: Tensor) -> Tensor:
+    """(B, V, T, C, H, W): every cell (v, t) of x replaced by the view-0 cell (0, t) of its time."""
+    return x[:, :1].expand_as(x)
+
+
 def copy_anchor(x: Tensor, given: Tensor) -> Tensor:
     """(B, V, T, C, H, W): each unknown cell's copy baseline in the clean grid x (same shape): the given
     time-0 cell of its view (v, 0) when the sample's column is given, else the given view-0 cell of its
     time (0, t) when its row is; zero on the given cells. given (B, V, T) bool."""
     has_column = given[:, :, 0].all(1)[:, None, None, None, None, None]   # (B, 1, 1, 1, 1, 1)
     has_row = given[:, 0].all(1)[:, None, None, None, None, None]
-    same_view, same_time = x[:, :, :1].expand_as(x), x[:, :1].expand_as(x)
-    anchor = torch.where(has_column, same_view, torch.where(has_row, same_time, torch.zeros_like(x)))
+    anchor = torch.where(has_column, same_view_copy(x), torch.where(has_row, same_time_copy(x), torch.zeros_like(x)))
     return anchor.masked_fill(given[:, :, :, None, None, None], 0.0)
 
 

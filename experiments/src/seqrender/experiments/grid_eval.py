@@ -20,7 +20,8 @@ from seqrender.experiments.config import RunConfig
 from seqrender.experiments.data.dynamic import GridScenes
 from seqrender.experiments.data.seeding import generator_from
 from seqrender.experiments.evaluate import Method, one_step, sampling_method, score_methods
-from seqrender.experiments.grid import copy_anchor, given_cells, given_parts, grid_velocity
+from seqrender.experiments.grid import (copy_anchor, given_cells, given_parts, grid_velocity, same_time_copy,
+                                       same_view_copy)
 
 
 @dataclass
@@ -62,12 +63,12 @@ def grid_model_method(model: nn.Module, cfg: RunConfig) -> Method:
 
 def row_same_time(batch: GridEvalBatch) -> Tensor:
     """Every cell (v, t) predicted as the given first-row cell (0, t)."""
-    return batch.images[:, :1].expand_as(batch.images)
+    return same_time_copy(batch.images)
 
 
 def column_same_view(batch: GridEvalBatch) -> Tensor:
     """Every cell (v, t) predicted as the given first-column cell (v, 0)."""
-    return batch.images[:, :, :1].expand_as(batch.images)
+    return same_view_copy(batch.images)
 
 
 def copy_baselines(setting: str) -> dict[str, Method]:
