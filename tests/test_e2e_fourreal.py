@@ -77,6 +77,34 @@ def test_static_scenes_give_identical_time_steps_and_moving_ones_differ(tmp_path
     assert (moving[:, :, 1:] != still[:, :, 1:]).any()
 
 
+@pytest.mark.parametrize("step", [None, 30.0])
+def test_grid_views_sweep_an_arc_of_view_step_deg(step):
+    """Camera centres read back from the world-to-camera matrices: neighbouring views are `step`
+    degrees apart in azimuth (360/V for a full orbit), within the orbit's ±12.5 % jitter."""
+    import math
+
+    import torch
+
+    from seqrender.experiments.data import Embedded4DConfig
+    from seqrender.experiments.data.dynamic import grid_scene
+
+    config = Embedded4DConfig(views=4, resolution=8, view_step_deg=step)
+    for index in range(5):
+        e = grid_scene(config, index).extrinsics.double()
+        centres = -(e[:, :3, :3].transpose(1, 2) @ e[:, :3, 3:]).squeeze(-1)
+        azimuth = torch.atan2(centres[:, 1], centres[:, 0])
+        gaps = torch.rad2deg(torch.remainder(azimuth[1:] - azimuth[:-1], 2 * math.pi))
+        expected = 360 / 4 if step is None else step
+        assert ((gaps - expected).abs() <= 0.25 * expected + 1e-6).all(), gaps
+    with pytest.raises(ValueError, match="view_step_deg"):
+        Embedded4DConfig(views=4, view_step_deg=120.0)
+    # unset, the field stays out of the manifest and the folder name: caches made before it stay valid
+    manifest = config.manifest()
+    assert ("view_step_deg" in manifest["config"]) == (step is not None)
+    assert ("azimuth_step_deg" in manifest["orbit"]) == (step is not None)
+    assert config.folder().name.endswith("-s0" if step is None else "-s0-d30")
+
+
 def test_grid_loss_counts_only_unknown_cells():
     import torch
 

@@ -56,6 +56,19 @@ def test_novel_cameras_lie_midway_at_25_degrees():
         assert 0 < gap < math.pi  # consecutive grid views, roughly 90° apart
 
 
+def test_novel_cameras_of_an_arc_stay_beside_it():
+    """Views 30° apart: novel cameras midway between neighbours, the last 15° past the arc's end."""
+    scene = grid_scene(Embedded4DConfig(resolution=16, view_step_deg=30.0), 3)
+    _, novel = novel_cameras(scene.extrinsics, size=16)
+    centre = lambda e: -(e[:, :3, :3].transpose(1, 2) @ e[:, :3, 3:]).squeeze(-1)
+    azimuth = lambda e: torch.atan2(centre(e)[:, 1], centre(e)[:, 0]).double()
+    grid, new = azimuth(scene.extrinsics), azimuth(novel)
+    offsets = torch.rad2deg(torch.remainder(new - grid, 2 * math.pi))
+    steps = torch.rad2deg(torch.remainder(grid[1:] - grid[:-1], 2 * math.pi))
+    torch.testing.assert_close(offsets[:3], steps / 2, atol=1e-3, rtol=0)  # degrees, float32 cameras
+    torch.testing.assert_close(offsets[3], steps.median() / 2, atol=1e-3, rtol=0)
+
+
 def test_carving_the_true_silhouettes_recovers_the_solid():
     s = sphere()
     voxels = voxel_centres(24, -1.0, 1.0)

@@ -36,6 +36,22 @@ def test_untrained_output_is_zero():
     assert torch.equal(model(z, t, row=row, column=column), torch.zeros_like(z))
 
 
+def test_data_prediction_is_turned_into_the_flow_velocity():
+    """prediction="data": the same network output read as x̂, so v = (z − x̂) / max(t, eps) (float64)."""
+    z, t, row, column = inputs()
+    t = torch.tensor([0.01, 0.7])  # one time below prediction_eps = 0.05 (clamped), one above
+    with torch.no_grad():
+        raw = make_model().double()(z.double(), t.double(), row=row.double(), column=column.double())
+        velocity = make_model(prediction="data")(z, t, row=row, column=column)
+    expected = (z.double() - raw) / torch.tensor([0.05, 0.7], dtype=torch.float64)[:, None, None, None, None, None]
+    torch.testing.assert_close(velocity.double(), expected, rtol=1e-4, atol=1e-4)
+    # untrained (zero final layer): x̂ = 0, so one Euler step to t = 0 lands on 0 (t above eps)
+    t = torch.tensor([0.3, 0.9])
+    untrained = FourReal(FourRealConfig(in_channels=C, hidden=48, heads=4, prediction="data"))
+    torch.testing.assert_close(z - t[:, None, None, None, None, None] * untrained(z, t, row=row, column=column),
+                               torch.zeros_like(z), atol=1e-6, rtol=0)
+
+
 def test_decomposed_backend_equals_reference_forward_and_backward():
     ref = make_model(backend="reference")
     dec = make_model(backend="decomposed")

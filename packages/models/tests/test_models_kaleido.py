@@ -68,6 +68,18 @@ def test_untrained_output_is_exactly_zero_and_shaped(posenc):
     assert torch.equal(out, torch.zeros_like(out))
 
 
+def test_data_prediction_is_turned_into_the_flow_velocity():
+    """prediction="data": the network output read as x̂, so v = (z − x̂) / max(t, eps) (float64)."""
+    z, t, is_reference, intrinsics, extrinsics = scene(torch.Generator().manual_seed(1))
+    t = torch.tensor([0.02, 0.6])
+    raw = run(make_model().double(), z.double(), t.double(), is_reference, intrinsics.double(), extrinsics.double())
+    velocity = run(make_model(prediction="data", prediction_eps=0.1), z, t, is_reference, intrinsics, extrinsics)
+    expected = (z.double() - raw) / torch.tensor([0.1, 0.6], dtype=torch.float64)[:, None, None, None, None]
+    torch.testing.assert_close(velocity.double(), expected, rtol=1e-4, atol=1e-4)
+    with pytest.raises(ValueError, match="prediction"):
+        small_config(prediction="noise")
+
+
 def test_backward_reaches_every_parameter_and_activations_are_tracked():
     model = make_model(posenc="plucker")
     z, t, is_reference, intrinsics, extrinsics = scene(torch.Generator().manual_seed(2))

@@ -21,7 +21,7 @@ from tqdm import tqdm
 from seqrender.experiments.data.embedded import SPLITS, default_data_root, ensure_generated, single_thread
 from seqrender.experiments.data.primitives import Primitive
 from seqrender.experiments.data.renderer import render
-from seqrender.experiments.data.scenes import OrbitConfig, SceneConfig, make_scene, orbit_cameras
+from seqrender.experiments.data.scenes import OrbitConfig, SceneConfig, make_scene, orbit_cameras, orbit_manifest
 from seqrender.experiments.data.seeding import generator_from
 
 FORMAT_VERSION = 1
@@ -57,6 +57,7 @@ class Embedded4DConfig:
     seed: int = 0
     supersample: int = 2  # anti-aliasing: s×s rays per pixel
     speed: float = 0.15  # largest displacement of a primitive per time step (world units)
+    view_step_deg: float | None = None  # azimuth between neighbouring views; None: 360° / views (full orbit)
 
     def __post_init__(self) -> None:
         for name in ("num_scenes", "views", "times", "resolution", "supersample"):
@@ -65,20 +66,26 @@ class Embedded4DConfig:
         if not 0 <= self.heldout_scenes < self.num_scenes:
             raise ValueError(f"heldout_scenes must be in [0, num_scenes), got {self.heldout_scenes} "
                              f"with num_scenes={self.num_scenes}")
+        if self.view_step_deg is not None and not 0 < self.view_step_deg <= 360 / self.views:
+            raise ValueError(f"view_step_deg must be in (0, 360/views = {360 / self.views:g}], got {self.view_step_deg}")
         if self.seed < 0 or self.speed < 0:
             raise ValueError(f"seed and speed must be >= 0, got seed={self.seed}, speed={self.speed}")
 
     def manifest(self) -> dict:
         """Everything that determines the generated files."""
-        config = {k: v for k, v in asdict(self).items() if k != "root"}
+        config = {k: v for k, v in asdict(self).items() if k != "root" and v is not None}  # None: unset
         return {"format": FORMAT_VERSION, "kind": "embedded4d", "config": config, "scene": asdict(SceneConfig()),
-                "orbit": asdict(OrbitConfig())}
+                "orbit": orbit_manifest(self.orbit())}
+
+    def orbit(self) -> OrbitConfig:
+        """The cameras' orbit: the default one, or an arc of views `view_step_deg` apart."""
+        return OrbitConfig(azimuth_step_deg=self.view_step_deg)
 
     def folder(self) -> Path:
         c = self
         return Path(c.root) if c.root else default_data_root() / (
             f"embedded4d-n{c.num_scenes}-h{c.heldout_scenes}-v{c.views}-t{c.times}-r{c.resolution}"
-            f"-a{c.supersample}-m{c.speed:g}-s{c.seed}")
+            f"-a{c.supersample}-m{c.speed:g}-s{c.seed}" + ("" if c.view_step_deg is None else f"-d{c.view_step_deg:g}"))
 
 
 def moved(primitives: Sequence[Primitive], velocities: Tensor, time: int) -> list[Primitive]:
@@ -105,7 +112,8 @@ def grid_scene(config: Embedded4DConfig, index: int) -> GridScene:
     generator = generator_from(config.seed, index)
     primitives = make_scene(generator)
     size = config.resolution
-    intrinsics, extrinsics = orbit_cameras(config.views, height=size, width=size, generator=generator)
+    intrinsics, extrinsics = orbit_cameras(config.views, height=size, width=size, generator=generator,
+                                           config=config.orbit())
     directions = torch.nn.functional.normalize(torch.randn(len(primitives), 3, generator=generator), dim=-1)
     velocities = directions * config.speed * (0.5 + 0.5 * torch.rand(len(primitives), 1, generator=generator))
     return GridScene(primitives, velocities, intrinsics, extrinsics)

@@ -74,10 +74,14 @@ def orbit_camera(azimuth: Tensor, elevation: Tensor, *, radius: float, size: int
 
 def novel_cameras(extrinsics: Tensor, *, size: int) -> tuple[Tensor, Tensor]:
     """Grid cameras (V, 4, 4) -> V novel cameras, camera i midway in azimuth between grid views i and
-    i + 1 (cyclic), at NOVEL_ELEVATION_DEG and the grid's mean radius: intrinsics, extrinsics."""
+    i + 1 (cyclic), at NOVEL_ELEVATION_DEG and the grid's mean radius: intrinsics, extrinsics. When
+    the views sweep an arc (`view_step_deg`), the last one is half the median step past the arc's end
+    rather than across the open side of the orbit."""
     centres = -(extrinsics[:, :3, :3].transpose(1, 2) @ extrinsics[:, :3, 3:]).squeeze(-1)     # (V, 3)
     azimuth = torch.atan2(centres[:, 1], centres[:, 0])
     gap = torch.remainder(azimuth.roll(-1) - azimuth, 2 * math.pi)
+    typical = gap.median()
+    gap = torch.where(gap > 1.5 * typical, typical, gap)
     middle = azimuth + 0.5 * gap
     elevation = torch.full_like(middle, math.radians(NOVEL_ELEVATION_DEG))
     return orbit_camera(middle, elevation, radius=float(centres.norm(dim=-1).mean()), size=size)

@@ -27,7 +27,7 @@ from tqdm import tqdm
 
 from seqrender.experiments.data.blender import write_scene
 from seqrender.experiments.data.renderer import render
-from seqrender.experiments.data.scenes import OrbitConfig, SceneConfig, make_scene, orbit_cameras
+from seqrender.experiments.data.scenes import OrbitConfig, SceneConfig, make_scene, orbit_cameras, orbit_manifest
 from seqrender.experiments.data.seeding import generator_from
 
 FORMAT_VERSION = 1
@@ -76,7 +76,7 @@ class EmbeddedConfig:
         """Everything that determines the generated files."""
         config = {k: v for k, v in asdict(self).items() if k != "root"}
         return {"format": FORMAT_VERSION, "config": config, "scene": asdict(self.scene()),
-                "orbit": asdict(self.orbit())}
+                "orbit": orbit_manifest(self.orbit())}
 
     def scene(self) -> SceneConfig:
         return SceneConfig(min_primitives=self.min_primitives, max_primitives=self.max_primitives,

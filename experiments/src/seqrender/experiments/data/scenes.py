@@ -9,7 +9,7 @@ look at it.
 
 import colorsys
 import math
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import torch
 from torch import Tensor
@@ -37,6 +37,13 @@ class OrbitConfig:
     fov_x: float = 0.6911  # radians, NeRF-synthetic's camera_angle_x
     azimuth_jitter: float = 0.25  # uniform jitter, as a fraction of the azimuth step
     radius_jitter: float = 0.0  # uniform jitter, as a fraction of the radius
+    azimuth_step_deg: float | None = None  # between neighbouring views; None: 360° / views (a full orbit)
+
+
+def orbit_manifest(orbit: OrbitConfig) -> dict:
+    """The orbit's fields for a dataset manifest; unset optional fields (None) are left out, so the
+    manifests (and caches) of datasets made before such a field existed stay valid."""
+    return {k: v for k, v in asdict(orbit).items() if v is not None}
 
 
 def rotation_matrix(axis_angle: Tensor) -> Tensor:
@@ -115,12 +122,12 @@ def orbit_cameras(num_views: int, *, height: int, width: int, generator: torch.G
                   config: OrbitConfig = OrbitConfig()) -> tuple[Tensor, Tensor]:
     """`num_views` cameras on an orbit around the origin (world z up), looking at the origin.
 
-    Azimuths sweep 360° evenly from a random start (plus jitter); elevations cycle through
-    `config.elevations_deg`. Returns intrinsics (V, 3, 3) and OpenCV world-to-camera (V, 4, 4).
+    Azimuths sweep 360° evenly from a random start, or `config.azimuth_step_deg` apart (an arc),
+    plus jitter; elevations cycle through `config.elevations_deg`. Returns intrinsics (V, 3, 3) and OpenCV world-to-camera (V, 4, 4).
     """
     if num_views < 1:
         raise ValueError(f"num_views must be >= 1, got {num_views}")
-    step = 2 * math.pi / num_views
+    step = 2 * math.pi / num_views if config.azimuth_step_deg is None else math.radians(config.azimuth_step_deg)
     start = _uniform(generator, 0.0, 2 * math.pi)
     azimuth = start + step * (torch.arange(num_views) + config.azimuth_jitter * _uniform(generator, -0.5, 0.5, num_views))
     elevations = torch.tensor(config.elevations_deg)

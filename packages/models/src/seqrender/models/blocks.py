@@ -7,6 +7,7 @@
 - `PatchEmbed`, `unpatchify`: (B, V, C, H, W) <-> token grid (B, V, H/p, W/p, D).
 - `FinalLayer`: modulated norm + zero-initialised projection back to patches.
 - `TransformerConfig`: the fields every model here shares (validated once).
+- `output_velocity`: the network output read as `TransformerConfig.prediction`, returned as a velocity.
 - `record_max_activations`: top-1 |activation| per block (Kaleido §3.2.2, massive activations).
 """
 from __future__ import annotations
@@ -19,7 +20,10 @@ import torch
 from einops import rearrange
 from torch import Tensor, nn
 
+from seqrender.flowmatch import convert_prediction
+
 TIME_FEATURES = 256
+PREDICTIONS = ("velocity", "data")
 
 
 def check_choice(owner: str, name: str, value, allowed) -> None:
@@ -41,9 +45,17 @@ class TransformerConfig:
     in_channels: int = 16
     qk_norm: bool = True
     mlp_ratio: float = 8 / 3
+    # What the network's last layer predicts; forward always returns the velocity ε − x. "data": the
+    # clean x̂, turned into (z_t − x̂) / max(t, prediction_eps) (JiT, Li & He 2025: in pixel space a
+    # data prediction keeps the low-noise steps well posed, where a velocity must recover ε = z_t / t).
+    prediction: str = "velocity"
+    prediction_eps: float = 0.05
 
     def __post_init__(self):
         owner = type(self).__name__
+        check_choice(owner, "prediction", self.prediction, PREDICTIONS)
+        if not 0 < self.prediction_eps < 1:
+            raise ValueError(f"{owner}.prediction_eps must be in (0, 1); got {self.prediction_eps}")
         for name in ("layers", "hidden", "heads", "kv_heads", "patch_size", "in_channels"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{owner}.{name} must be >= 1; got {getattr(self, name)}")
@@ -56,6 +68,12 @@ class TransformerConfig:
     @property
     def head_dim(self) -> int:
         return self.hidden // self.heads
+
+
+def output_velocity(out: Tensor, z: Tensor, t: Tensor, config: TransformerConfig) -> Tensor:
+    """The velocity ε − x from the network output `out` (B, ...) at (z (B, ...), t (B,)), `out` read as
+    `config.prediction` (velocity: returned as is; data: (z − out) / max(t, prediction_eps))."""
+    return convert_prediction(out, z, t, source=config.prediction, target="velocity", eps=config.prediction_eps)
 
 
 def broadcast_cond(c: Tensor, x: Tensor) -> Tensor:

@@ -23,7 +23,8 @@ from torch import Tensor, nn
 from seqrender.attention.variants import ParallelViewTimeAttention, SequentialViewTimeAttention
 from seqrender.attention.viewtime import BACKENDS, ViewTimeAttention
 from seqrender.models.blocks import (AdaLNModulation, FinalLayer, PatchEmbed, SwiGLU, TimestepEmbedding,
-                                     TransformerConfig, check_choice, gate, modulate, unpatchify)
+                                     TransformerConfig, check_choice, gate, modulate, output_velocity,
+                                     unpatchify)
 from seqrender.posenc import BlockTransform, Rotary, rope_angles
 
 ATTENTION_PATTERNS = ("fused", "sequential", "parallel")
@@ -139,7 +140,7 @@ class FourReal(nn.Module):
         return grid
 
     def forward(self, z: Tensor, t: Tensor, *, row: Tensor | None = None, column: Tensor | None = None) -> Tensor:
-        """Predict the velocity ε − x of the whole grid.
+        """Predict the velocity ε − x of the whole grid (the network predicts `config.prediction`).
 
         z (B, V, T, C, H, W): noised latent grid; t (B,) in [0, 1]; row (B, T, C, H, W): the given
         fixed-view video (view 0) or None; column (B, V, C, H, W): the given freeze-time video
@@ -156,7 +157,8 @@ class FourReal(nn.Module):
         for block in self.blocks:
             tokens = block(tokens, c, rope=rope)
         out = self.final(rearrange(tokens, "b v t h w d -> b (v t) h w d"), c)
-        return rearrange(unpatchify(out, self.config.patch_size), "b (v t) c h w -> b v t c h w", v=views)
+        out = rearrange(unpatchify(out, self.config.patch_size), "b (v t) c h w -> b v t c h w", v=views)
+        return output_velocity(out, z, t, self.config)
 
     @staticmethod
     def _check(name: str, x: Tensor, shape: tuple[int, ...]) -> None:

@@ -30,7 +30,8 @@ from seqrender.attention.window import check_frame_mask
 from seqrender.models import registry
 from seqrender.models.dinov2 import DINOV2_SIZES, load_dinov2, normalise_images
 from seqrender.models.blocks import (AdaLNModulation, FinalLayer, PatchEmbed, SwiGLU, TimestepEmbedding,
-                                     TransformerConfig, check_choice, gate, modulate, unpatchify)
+                                     TransformerConfig, check_choice, gate, modulate, output_velocity,
+                                     unpatchify)
 from seqrender.posenc import grid_angles, invert_se3, normalise_translations
 
 POSE_FRAMES = ("first_reference", "world")
@@ -210,7 +211,7 @@ class Kaleido(nn.Module):
         drop_condition: Tensor | None = None,
         images: Tensor | None = None,
     ) -> Tensor:
-        """Predict the velocity ε − x for every frame.
+        """Predict the velocity ε − x for every frame (the network predicts `config.prediction`).
 
         z (B, V, C, H, W): clean latents in reference frames, z_t in target frames; t (B,) in [0, 1];
         is_reference (B, V) bool; intrinsics (B, V, 3, 3) in pixels of z's (H, W) grid (only read by
@@ -241,7 +242,7 @@ class Kaleido(nn.Module):
         c = self.time_embed(t)
         for block in self.blocks:
             tokens = block(tokens, c, spatial=spatial, temporal=temporal, frame_mask=frame_mask)
-        return unpatchify(self.final(tokens, c), self.config.patch_size)
+        return output_velocity(unpatchify(self.final(tokens, c), self.config.patch_size), z, t, self.config)
 
     def velocity_fn(self, *, is_reference: Tensor, intrinsics: Tensor | None = None,
                     extrinsics: Tensor | None = None, times: Tensor | None = None,
