@@ -105,6 +105,22 @@ def test_grid_views_sweep_an_arc_of_view_step_deg(step):
     assert config.folder().name.endswith("-s0" if step is None else "-s0-d30")
 
 
+def test_grid_scene_design_fields_reach_the_scenes_and_the_manifest():
+    from seqrender.experiments.data import Embedded4DConfig
+    from seqrender.experiments.data.dynamic import grid_scene
+    from seqrender.experiments.data.scenes import SceneConfig
+
+    plain = Embedded4DConfig(min_primitives=1, max_primitives=1, part_colours=False)
+    for index in range(4):
+        (primitive,) = grid_scene(plain, index).primitives                 # exactly one primitive
+        colours = [c for k, v in vars(primitive).items() if "colour" in k for c in v.tolist()]
+        assert len({tuple(c) for c in colours}) == 1                       # one colour for all its parts
+    assert plain.manifest()["scene"]["part_colours"] is False and "part_colours" not in plain.manifest()["config"]
+    assert plain.folder().name.endswith("-p11u") and Embedded4DConfig().scene() == SceneConfig()
+    with pytest.raises(ValueError, match="min_primitives"):
+        Embedded4DConfig(min_primitives=3, max_primitives=2)
+
+
 def test_grid_loss_counts_only_unknown_cells():
     import torch
 

@@ -58,6 +58,10 @@ class Embedded4DConfig:
     supersample: int = 2  # anti-aliasing: s×s rays per pixel
     speed: float = 0.15  # largest displacement of a primitive per time step (world units)
     view_step_deg: float | None = None  # azimuth between neighbouring views; None: 360° / views (full orbit)
+    # Scene design (data/scenes.py SceneConfig; recorded in the manifest's "scene" entry)
+    min_primitives: int = 2
+    max_primitives: int = 4
+    part_colours: bool = True  # every face/part its own colour; False: one colour per primitive
 
     def __post_init__(self) -> None:
         for name in ("num_scenes", "views", "times", "resolution", "supersample"):
@@ -68,14 +72,22 @@ class Embedded4DConfig:
                              f"with num_scenes={self.num_scenes}")
         if self.view_step_deg is not None and not 0 < self.view_step_deg <= 360 / self.views:
             raise ValueError(f"view_step_deg must be in (0, 360/views = {360 / self.views:g}], got {self.view_step_deg}")
+        if not 1 <= self.min_primitives <= self.max_primitives:
+            raise ValueError(f"need 1 <= min_primitives <= max_primitives, got {self.min_primitives}, "
+                             f"{self.max_primitives}")
         if self.seed < 0 or self.speed < 0:
             raise ValueError(f"seed and speed must be >= 0, got seed={self.seed}, speed={self.speed}")
 
     def manifest(self) -> dict:
         """Everything that determines the generated files."""
-        config = {k: v for k, v in asdict(self).items() if k != "root" and v is not None}  # None: unset
-        return {"format": FORMAT_VERSION, "kind": "embedded4d", "config": config, "scene": asdict(SceneConfig()),
+        scene = self.scene()   # its fields are recorded once, under "scene"; None: unset
+        config = {k: v for k, v in asdict(self).items() if k != "root" and v is not None and not hasattr(scene, k)}
+        return {"format": FORMAT_VERSION, "kind": "embedded4d", "config": config, "scene": asdict(scene),
                 "orbit": orbit_manifest(self.orbit())}
+
+    def scene(self) -> SceneConfig:
+        return SceneConfig(min_primitives=self.min_primitives, max_primitives=self.max_primitives,
+                           part_colours=self.part_colours)
 
     def orbit(self) -> OrbitConfig:
         """The cameras' orbit: the default one, or an arc of views `view_step_deg` apart."""
@@ -85,7 +97,8 @@ class Embedded4DConfig:
         c = self
         return Path(c.root) if c.root else default_data_root() / (
             f"embedded4d-n{c.num_scenes}-h{c.heldout_scenes}-v{c.views}-t{c.times}-r{c.resolution}"
-            f"-a{c.supersample}-m{c.speed:g}-s{c.seed}" + ("" if c.view_step_deg is None else f"-d{c.view_step_deg:g}"))
+            f"-a{c.supersample}-m{c.speed:g}-s{c.seed}" + ("" if c.view_step_deg is None else f"-d{c.view_step_deg:g}")
+            + ("" if c.scene() == SceneConfig() else f"-p{c.min_primitives}{c.max_primitives}{'c' if c.part_colours else 'u'}"))
 
 
 def moved(primitives: Sequence[Primitive], velocities: Tensor, time: int) -> list[Primitive]:
@@ -110,7 +123,7 @@ class GridScene:
 def grid_scene(config: Embedded4DConfig, index: int) -> GridScene:
     """The procedural scene `index` of `config` (a pure function of (config.seed, index))."""
     generator = generator_from(config.seed, index)
-    primitives = make_scene(generator)
+    primitives = make_scene(generator, config.scene())
     size = config.resolution
     intrinsics, extrinsics = orbit_cameras(config.views, height=size, width=size, generator=generator,
                                            config=config.orbit())
