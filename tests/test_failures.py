@@ -158,12 +158,13 @@ def test_non_finite_loss_stops_training_and_keeps_the_last_good_checkpoint(tmp_p
     assert not (run_dir / "metrics.json").exists()
 
 
-def test_sigint_checkpoints_then_exits_130(tmp_path):
+@pytest.mark.parametrize("inherited", [signal.SIG_DFL, signal.SIG_IGN])  # SIG_IGN: `cmd &` from a script
+def test_sigint_checkpoints_then_exits_130(tmp_path, inherited):
     run_dir = tmp_path / "run"
     proc = subprocess.Popen(command(*BASE, "trainer.progress=false", "trainer.steps=100000", "trainer.log_every=1",
                                     "trainer.checkpoint_every=100000", f"hydra.run.dir={run_dir}"),
                             cwd=REPO, env=env(tmp_path / "data"), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+                            text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, inherited))
     for line in proc.stdout:
         if line.startswith("step 2/"):
             break

@@ -92,7 +92,7 @@ def _hand_over(signum: int, handler: Callable | int | None) -> None:
     """After the checkpoint: let the pre-existing handler act on `signum`, as if it had just arrived;
     Ctrl-C (SIGINT) ends with one line and exit status 130 instead of a KeyboardInterrupt traceback,
     also when the run inherited SIGINT ignored (started with `&` from a script): it did stop."""
-    if signum == signal.SIGINT and (handler is signal.default_int_handler or handler in (signal.SIG_IGN, signal.SIG_DFL)):
+    if signum == signal.SIGINT and handler in (signal.default_int_handler, signal.SIG_IGN, signal.SIG_DFL):
         print("interrupted (SIGINT): checkpoint written; rerun the same command to resume", file=sys.stderr,
               flush=True)
         raise SystemExit(128 + signal.SIGINT)
