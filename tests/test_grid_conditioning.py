@@ -176,17 +176,20 @@ def test_untrained_velocity_is_zero_so_one_step_scoring_is_exact():
     assert torch.equal(v, torch.zeros_like(v))
 
 
+@pytest.mark.parametrize("prefer", ["column", "row"])
 @pytest.mark.parametrize("setting", SETTINGS)
-def test_copy_anchor_is_the_copy_baseline_of_the_setting(setting):
+def test_copy_anchor_is_the_copy_baseline_of_the_setting(setting, prefer):
     """Residual data space: each unknown cell's anchor is what the setting's copy baseline predicts
-    (same view at time 0 when the column is given, else same time in view 0); zero on given cells."""
+    (same view at time 0 when the column is given, else same time in view 0; the row first with
+    prefer="row" when both are given); zero on given cells."""
     x, _ = grids(2, 5)
     given = given_cells(V, T, setting).expand(2, V, T)
-    anchor = copy_anchor(x, given)
+    anchor = copy_anchor(x, given, prefer)
     row, column = given_parts(setting)
+    use_column = column and not (row and prefer == "row")
     for v in range(V):
         for t in range(T):
-            want = torch.zeros_like(x[:, 0, 0]) if given[0, v, t] else x[:, v, 0] if column else x[:, 0, t]
+            want = torch.zeros_like(x[:, 0, 0]) if given[0, v, t] else x[:, v, 0] if use_column else x[:, 0, t]
             assert torch.equal(anchor[:, v, t], want), (setting, v, t)
 
 
@@ -208,11 +211,15 @@ def test_residual_batch_puts_the_path_on_the_difference_from_the_copy():
     assert grid_flow_loss(lambda z, t, **_: exact, plain).item() > 1e-2
 
 
-@pytest.mark.parametrize("setting", ["column->grid", "row->grid"])
-def test_residual_sampler_returns_the_copy_baseline_for_a_static_grid(setting):
-    """A grid whose unknown cells equal their copy baseline (nothing moves): the residual target is 0,
-    so the exact velocity is z/t, and the sampler must return the grid itself (an image-space sampler
-    with the same velocity returns zeros in the unknown cells)."""
+@pytest.mark.parametrize("setting, anchor, constant_over", [
+    ("column->grid", "column", "times"), ("row->grid", "column", "views"), ("row->grid", "row", "views"),
+    ("row+column->grid", "column", "times"), ("row+column->grid", "row", "views")])
+def test_residual_sampler_returns_the_copy_baseline_for_a_static_grid(setting, anchor, constant_over):
+    """A grid whose unknown cells equal their copy baseline (constant over time: the column's copy;
+    over views: the row's): the residual target is 0, so the exact velocity is z/t, and the sampler
+    must return the grid itself (an image-space sampler with the same velocity returns zeros in the
+    unknown cells). With both given, the anchor is the copy `trainer.grid_anchor` names: the other
+    copy is not the grid, so the same velocity returns that copy instead."""
     from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
 
@@ -220,7 +227,7 @@ def test_residual_sampler_returns_the_copy_baseline_for_a_static_grid(setting):
     from seqrender.experiments.config import validate_config
     from seqrender.experiments.configstore import mirror_registry, prepare_registry
 
-    base = torch.rand(1, V, 1, C, H, W) if setting == "column->grid" else torch.rand(1, 1, T, C, H, W)
+    base = torch.rand(1, V, 1, C, H, W) if constant_over == "times" else torch.rand(1, 1, T, C, H, W)
     images = base.expand(1, V, T, C, H, W).contiguous()
     scenes = GridScenes(images=images, intrinsics=torch.zeros(1, V, 3, 3), extrinsics=torch.zeros(1, V, 4, 4))
     (batch,) = grid_eval_batches(scenes, num_items=1, batch_size=1, seed=0, setting=setting)
@@ -228,7 +235,8 @@ def test_residual_sampler_returns_the_copy_baseline_for_a_static_grid(setting):
     mirror_registry()
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         raw = compose(config_name="config", overrides=["model=fourreal", "dataset=embedded4d", "trainer.grid_residual=true",
-                                                       "schedule.num_steps=6", "eval.guidance_scale=1.0"])
+                                                       f"trainer.grid_anchor={anchor}", "schedule.num_steps=6",
+                                                       "eval.guidance_scale=1.0"])
     cfg = validate_config(OmegaConf.to_container(raw, resolve=True))
 
     def exact(z, t, **_):
@@ -236,3 +244,10 @@ def test_residual_sampler_returns_the_copy_baseline_for_a_static_grid(setting):
 
     out = grid_model_method(exact, cfg)(batch)
     assert torch.allclose(out, images, atol=1e-5)  # static: the copy baseline is the grid itself
+    if setting == "row+column->grid":  # the other anchor copies the other given video
+        other = cfg.model_copy(update={"trainer": cfg.trainer.model_copy(
+            update={"grid_anchor": "column" if anchor == "row" else "row"})})
+        copy = images[:, :1].expand_as(images) if anchor == "column" else images[:, :, :1].expand_as(images)
+        unknown = (slice(None), slice(1, None), slice(1, None))  # the given cells stay themselves
+        assert torch.allclose(grid_model_method(exact, other)(batch)[unknown], copy[unknown], atol=1e-5)
+        assert not torch.allclose(copy[unknown], images[unknown], atol=1e-2)

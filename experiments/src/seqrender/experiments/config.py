@@ -62,6 +62,7 @@ class TrainerConfig(_Strict):
     # 4Real grids: each training sample draws its conditioning uniformly from these (repeat one to weight it)
     grid_settings: tuple[GridSetting, ...] = Field(default=("row+column->grid",), min_length=1)
     grid_residual: bool = False  # 4Real grids: generate each unknown cell minus its copy baseline (grid.copy_anchor)
+    grid_anchor: Literal["column", "row"] = "column"  # the copy the residual is taken from when both are given
     stream: Literal["auto", "on", "off"] = "auto"  # read training samples from disk (auto: real-data formats)
     data_workers: int = Field(default=2, ge=0)     # DataLoader worker processes when streaming (0: in-process)
     init_from: str | None = None  # run dir, step_* dir or model .safetensors: initial weights (curriculum)

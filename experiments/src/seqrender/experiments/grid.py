@@ -12,7 +12,8 @@ is used in training (condition dropout) and sampling.
 
 Residual data space (`trainer.grid_residual`): the flow may generate each unknown cell's difference
 from its copy baseline (`copy_anchor`: the given time-0 cell of its view when the column is given,
-else the given view-0 cell of its time) instead of the cell itself; the sampler adds the copy back.
+else the given view-0 cell of its time; `trainer.grid_anchor=row` prefers the latter when both are
+given) instead of the cell itself; the sampler adds the copy back.
 The paper gets "copy the given frame, then move it" from its pretrained video model; a pixel-space
 model trained from scratch for minutes does not, and the residual space gives it that start.
 
@@ -61,13 +62,16 @@ def same_time_copy(x: Tensor) -> Tensor:
     return x[:, :1].expand_as(x)
 
 
-def copy_anchor(x: Tensor, given: Tensor) -> Tensor:
+def copy_anchor(x: Tensor, given: Tensor, prefer: str = "column") -> Tensor:
     """(B, V, T, C, H, W): each unknown cell's copy baseline in the clean grid x (same shape): the given
     time-0 cell of its view (v, 0) when the sample's column is given, else the given view-0 cell of its
-    time (0, t) when its row is; zero on the given cells. given (B, V, T) bool."""
-    has_column = given[:, :, 0].all(1)[:, None, None, None, None, None]   # (B, 1, 1, 1, 1, 1)
-    has_row = given[:, 0].all(1)[:, None, None, None, None, None]
-    anchor = torch.where(has_column, same_view_copy(x), torch.where(has_row, same_time_copy(x), torch.zeros_like(x)))
+    time (0, t) when its row is (prefer="row": the row's cell first); zero on the given cells.
+    given (B, V, T) bool."""
+    copies = {"column": (given[:, :, 0].all(1), same_view_copy(x)), "row": (given[:, 0].all(1), same_time_copy(x))}
+    anchor = torch.zeros_like(x)
+    for name in sorted(copies, key=lambda name: name == prefer):           # the preferred copy is written last
+        has, copy = copies[name]
+        anchor = torch.where(has[:, None, None, None, None, None], copy, anchor)
     return anchor.masked_fill(given[:, :, :, None, None, None], 0.0)
 
 
@@ -123,10 +127,10 @@ class GridBatch:
 
 def make_grid_batch(scenes: GridScenes, *, seed: int, step: int, indices: range, batch_size: int, sampler,
                     cond_drop_prob: float, settings: tuple[str, ...] = ("row+column->grid",),
-                    residual: bool = False) -> GridBatch:
+                    residual: bool = False, anchor: str = "column") -> GridBatch:
     """Samples `indices` (global indices within step `step`'s batch of `batch_size`): whole grids, each
     with a setting drawn uniformly from `settings` (repeat one to weight it). residual: the flow
-    generates each unknown cell minus its `copy_anchor`."""
+    generates each unknown cell minus its `copy_anchor` (`anchor`: the copy preferred when both are given)."""
     parts = []
     views, times = scenes.images.shape[1:3]
     for g in indices:
@@ -139,7 +143,7 @@ def make_grid_batch(scenes: GridScenes, *, seed: int, step: int, indices: range,
         parts.append(dict(x=x, t=t, noise=noise, given=given_cells(views, times, setting), drop_condition=drop))
     batch = GridBatch(**{k: torch.stack([p[k] for p in parts]) for k in parts[0]})
     if residual:
-        batch.anchor = copy_anchor(batch.x, batch.given)
+        batch.anchor = copy_anchor(batch.x, batch.given, prefer=anchor)
     return batch
 
 

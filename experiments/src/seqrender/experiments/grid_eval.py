@@ -57,7 +57,8 @@ def grid_model_method(model: nn.Module, cfg: RunConfig) -> Method:
                                  given=batch.is_reference.repeat(rep, 1, 1), drop_condition=drop_condition)
         return velocity
 
-    anchor_for = (lambda batch, x: copy_anchor(x, batch.is_reference)) if cfg.trainer.grid_residual else None
+    prefer = cfg.trainer.grid_anchor
+    anchor_for = (lambda batch, x: copy_anchor(x, batch.is_reference, prefer)) if cfg.trainer.grid_residual else None
     return sampling_method(cfg, velocity_for, anchor_for=anchor_for)
 
 

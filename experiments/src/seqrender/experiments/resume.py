@@ -34,7 +34,8 @@ SKIPPED = "skipped"
 # Keys added after checkpoints were first written: a manifest without them was trained with this value.
 ADDED_KEYS = {"trainer.view_sampling": "exponential", "trainer.fixed_references": 1, "task": None,
               "trainer.init_from": None, "trainer.grid_settings": ["row+column->grid"],
-              "trainer.grid_residual": False, "model.prediction": "velocity", "model.prediction_eps": 0.05}
+              "trainer.grid_residual": False, "trainer.grid_anchor": "column",
+              "model.prediction": "velocity", "model.prediction_eps": 0.05}
 
 
 def flat_config(cfg: RunConfig) -> dict[str, Any]:

@@ -35,7 +35,7 @@ class FourRealGrid(Task):
         return lambda step, indices: make_grid_batch(data, seed=cfg.seed, step=step, indices=indices,
                                                      batch_size=tc.batch_size, sampler=sampler,
                                                      cond_drop_prob=tc.cond_drop_prob, settings=tc.grid_settings,
-                                                     residual=tc.grid_residual)
+                                                     residual=tc.grid_residual, anchor=tc.grid_anchor)
 
     def loss(self, model: nn.Module, batch: GridBatch) -> Tensor:
         return grid_flow_loss(model, batch)
