@@ -67,10 +67,10 @@ def copy_anchor(x: Tensor, given: Tensor, prefer: str = "column") -> Tensor:
     time-0 cell of its view (v, 0) when the sample's column is given, else the given view-0 cell of its
     time (0, t) when its row is (prefer="row": the row's cell first); zero on the given cells.
     given (B, V, T) bool."""
-    copies = {"column": (given[:, :, 0].all(1), same_view_copy(x)), "row": (given[:, 0].all(1), same_time_copy(x))}
+    column = (given[:, :, 0].all(1), same_view_copy(x))                   # ((B,) has it, its copy)
+    row = (given[:, 0].all(1), same_time_copy(x))
     anchor = torch.zeros_like(x)
-    for name in sorted(copies, key=lambda name: name == prefer):           # the preferred copy is written last
-        has, copy = copies[name]
+    for has, copy in ((row, column) if prefer == "column" else (column, row)):  # the preferred copy last
         anchor = torch.where(has[:, None, None, None, None, None], copy, anchor)
     return anchor.masked_fill(given[:, :, :, None, None, None], 0.0)
 
