@@ -105,6 +105,37 @@ def test_grid_views_sweep_an_arc_of_view_step_deg(step):
     assert config.folder().name.endswith("-s0" if step is None else "-s0-d30")
 
 
+@pytest.mark.parametrize("motion", ["free", "vertical"])
+def test_grid_motion_moves_primitives_along_world_up_when_vertical(motion):
+    """Centres at every time step read back from the scene: with motion="vertical" each primitive's
+    x and y stay put and only z changes (by at most `speed` per step); "free" moves them in 3-D with
+    the same speeds and up/down signs, so the two differ only in direction."""
+    import torch
+
+    from seqrender.experiments.data import Embedded4DConfig
+    from seqrender.experiments.data.dynamic import grid_scene
+
+    config = Embedded4DConfig(views=4, resolution=8, motion=motion)
+    free = Embedded4DConfig(views=4, resolution=8)
+    for index in range(6):
+        scene, reference = grid_scene(config, index), grid_scene(free, index)
+        for time in range(config.times):
+            shift = torch.stack([p.centre for p in scene.at(time)]) - torch.stack([p.centre for p in scene.primitives])
+            xy, z = shift[:, :2].abs().max(), shift[:, 2].abs()
+            if motion == "vertical":
+                assert xy == 0 and (z <= time * config.speed + 1e-6).all()
+                ref_z = torch.stack([p.centre for p in reference.at(time)])[:, 2] - torch.stack([p.centre for p in reference.primitives])[:, 2]
+                assert (torch.sign(shift[:, 2]) == torch.sign(ref_z)).all()
+                ref = torch.stack([p.centre for p in reference.at(time)]) - torch.stack([p.centre for p in reference.primitives])
+                assert torch.allclose(shift.norm(dim=-1), ref.norm(dim=-1), atol=1e-6)
+            elif time:
+                assert xy > 0
+    with pytest.raises(ValueError, match="motion"):
+        Embedded4DConfig(motion="sideways")
+    assert ("motion" in config.manifest()["config"]) == (motion != "free")
+    assert config.folder().name.endswith("-s0" if motion == "free" else "-s0-vertical")
+
+
 def test_grid_scene_design_fields_reach_the_scenes_and_the_manifest():
     from seqrender.experiments.data import Embedded4DConfig
     from seqrender.experiments.data.dynamic import grid_scene

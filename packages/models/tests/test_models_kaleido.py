@@ -80,6 +80,28 @@ def test_data_prediction_is_turned_into_the_flow_velocity():
         small_config(prediction="noise")
 
 
+def test_output_conv_starts_as_the_identity_and_filters_each_view():
+    """output_conv (U-ViT's 3×3 conv after unpatchify): zero-initialised, the output is the plain
+    model's; with weights, it is the plain output plus a zero-padded 3×3 convolution of each view (float64)."""
+    gen = torch.Generator().manual_seed(3)
+    z, t, is_reference, intrinsics, extrinsics = scene(gen)
+    args = (z.double(), t.double(), is_reference, intrinsics.double(), extrinsics.double())
+    plain = make_model().double()
+    conv = Kaleido(small_config(output_conv=True)).double()
+    missing = conv.load_state_dict(plain.state_dict(), strict=False).missing_keys
+    assert sorted(missing) == ["output_conv.bias", "output_conv.weight"]
+    base = run(plain, *args)
+    assert torch.equal(run(conv, *args), base)
+    weight, bias = torch.randn(C, C, 3, 3, generator=gen).double(), torch.randn(C, generator=gen).double()
+    conv.output_conv.weight.data, conv.output_conv.bias.data = weight.clone(), bias.clone()
+    expected = torch.empty_like(base)
+    padded = torch.nn.functional.pad(base, (1, 1, 1, 1))
+    for i, j in ((i, j) for i in range(H) for j in range(W)):      # the 3×3 sum written out per pixel
+        window = padded[..., i:i + 3, j:j + 3]                      # (B, V, C, 3, 3)
+        expected[..., i, j] = torch.einsum("bvkyx,ckyx->bvc", window, weight) + bias
+    torch.testing.assert_close(run(conv, *args), base + expected)
+
+
 def test_backward_reaches_every_parameter_and_activations_are_tracked():
     model = make_model(posenc="plucker")
     z, t, is_reference, intrinsics, extrinsics = scene(torch.Generator().manual_seed(2))

@@ -151,5 +151,5 @@ def test_broken_plugin_names_itself(clean_registry, monkeypatch, tmp_path):
 def test_posenc_frequency_family_is_a_config_field():
     assert registry.build("posenc", "gta", head_dim=8).frequencies == "geometric"
     assert registry.build("posenc", "gta", {"frequencies": "integer"}, head_dim=8).frequencies == "integer"
-    with pytest.raises(ValueError, match="frequencies must be one of geometric, integer"):
+    with pytest.raises(ValueError, match="frequencies must be one of geometric, integer, wide"):
         registry.build("posenc", "rope", {"frequencies": "lang"}, head_dim=8)

@@ -35,17 +35,19 @@ def dense_operator(theta_bands, pose, d):
     return m
 
 
-def band_frequency(i, n):
-    """Band i of n, written out from the posenc docs: the geometric family ½·16^(−i/(n−1))."""
-    return 0.5 * 16.0 ** (-i / max(n - 1, 1))
+def band_frequency(i, n, family="geometric"):
+    """Band i of n, written out from the posenc docs: the geometric family ½·16^(−i/(n−1)), or the
+    wide family 2·64^(−i/(n−1))."""
+    top, ratio = (0.5, 16.0) if family == "geometric" else (2.0, 64.0)
+    return top * ratio ** (-i / max(n - 1, 1))
 
 
-def expected_bands(hw, t, d, spatial):
-    """Angles from SPEC §1: n geometric bands ω_i·θ of θ_h, θ_w (and θ_t)."""
+def expected_bands(hw, t, d, spatial, family="geometric"):
+    """Angles from SPEC §1: n bands ω_i·θ of θ_h, θ_w (and θ_t) of the frequency `family`."""
     n = d // 4 if spatial else d // 8
-    bands = [hw[0] * band_frequency(i, n) for i in range(n)] + [hw[1] * band_frequency(i, n) for i in range(n)]
+    bands = [hw[a] * band_frequency(i, n, family) for a in (0, 1) for i in range(n)]
     if t is not None:
-        bands += [t * band_frequency(i, d // 4) for i in range(d // 4)]
+        bands += [t * band_frequency(i, d // 4, family) for i in range(d // 4)]
     return bands
 
 
@@ -61,16 +63,17 @@ def heads_first(b, h, n, d, *, gen, strided):
     return torch.randn(b, h, n, d, dtype=torch.float64, generator=gen)
 
 
+@pytest.mark.parametrize("frequencies", ["geometric", "wide"])
 @pytest.mark.parametrize("strided", [False, True])
 @pytest.mark.parametrize("kind", ["rope", "cape", "gta", "plucker", "gta_plucker"])
 @pytest.mark.parametrize("data", ["3d", "video", "spatial"])
-def test_unified_matches_dense_reference(kind, data, strided):
+def test_unified_matches_dense_reference(kind, data, strided, frequencies):
     gen = torch.Generator().manual_seed(0)
     b, n = 2, 6
     hw = torch.rand(b, n, 2, dtype=torch.float64, generator=gen) * 2 * math.pi
     ext = random_se3(b, n, generator=gen, dtype=torch.float64) if data == "3d" else None
     times = torch.rand(b, n, dtype=torch.float64, generator=gen) * 2 * math.pi if data == "video" else None
-    enc = make_scene_encoding(kind, D)
+    enc = make_scene_encoding(kind, D, frequencies=frequencies)
     if data == "spatial":
         hw = hw[:1].expand(b, n, 2)
         tr = enc.spatial(hw[0])
@@ -81,7 +84,8 @@ def test_unified_matches_dense_reference(kind, data, strided):
     mq, mk, mo = (torch.empty(b, n, D, D, dtype=torch.float64) for _ in range(3))
     for i in range(b):
         for j in range(n):
-            bands = expected_bands(hw[i, j].tolist(), None if times is None else times[i, j].item(), D, data == "spatial")
+            bands = expected_bands(hw[i, j].tolist(), None if times is None else times[i, j].item(), D,
+                                   data == "spatial", frequencies)
             p = ext[i, j] if camera else None
             mq[i, j] = dense_operator(bands, None if p is None else p.T, D)
             mk[i, j] = dense_operator(bands, None if p is None else torch.linalg.inv(p), D)

@@ -11,7 +11,7 @@ composited on white, intrinsics (S, V, 3, 3), extrinsics (S, V, 4, 4) OpenCV wor
 import dataclasses
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import ClassVar, Sequence
+from typing import ClassVar, Literal, Sequence
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -58,6 +58,7 @@ class Embedded4DConfig:
     supersample: int = 2  # anti-aliasing: s×s rays per pixel
     speed: float = 0.15  # largest displacement of a primitive per time step (world units)
     view_step_deg: float | None = None  # azimuth between neighbouring views; None: 360° / views (full orbit)
+    motion: Literal["free", "vertical"] = "free"  # primitives' directions: any in 3-D, or up/down (world z)
     # Scene design (data/scenes.py SceneConfig; recorded in the manifest's "scene" entry)
     min_primitives: int = 2
     max_primitives: int = 4
@@ -75,13 +76,17 @@ class Embedded4DConfig:
         if not 1 <= self.min_primitives <= self.max_primitives:
             raise ValueError(f"need 1 <= min_primitives <= max_primitives, got {self.min_primitives}, "
                              f"{self.max_primitives}")
+        if self.motion not in ("free", "vertical"):
+            raise ValueError(f"motion must be 'free' or 'vertical', got {self.motion!r}")
         if self.seed < 0 or self.speed < 0:
             raise ValueError(f"seed and speed must be >= 0, got seed={self.seed}, speed={self.speed}")
 
     def manifest(self) -> dict:
         """Everything that determines the generated files."""
         scene = self.scene()   # its fields are recorded once, under "scene"; None: unset
-        config = {k: v for k, v in asdict(self).items() if k != "root" and v is not None and not hasattr(scene, k)}
+        unset = {"view_step_deg": None, "motion": "free"}   # left out at their defaults, as before they existed
+        config = {k: v for k, v in asdict(self).items()
+                  if k != "root" and not hasattr(scene, k) and not (k in unset and v == unset[k])}
         return {"format": FORMAT_VERSION, "kind": "embedded4d", "config": config, "scene": asdict(scene),
                 "orbit": orbit_manifest(self.orbit())}
 
@@ -98,6 +103,7 @@ class Embedded4DConfig:
         return Path(c.root) if c.root else default_data_root() / (
             f"embedded4d-n{c.num_scenes}-h{c.heldout_scenes}-v{c.views}-t{c.times}-r{c.resolution}"
             f"-a{c.supersample}-m{c.speed:g}-s{c.seed}" + ("" if c.view_step_deg is None else f"-d{c.view_step_deg:g}")
+            + ("" if c.motion == "free" else f"-{c.motion}")
             + ("" if c.scene() == SceneConfig() else f"-p{c.min_primitives}{c.max_primitives}{'c' if c.part_colours else 'u'}"))
 
 
@@ -128,6 +134,8 @@ def grid_scene(config: Embedded4DConfig, index: int) -> GridScene:
     intrinsics, extrinsics = orbit_cameras(config.views, height=size, width=size, generator=generator,
                                            config=config.orbit())
     directions = torch.nn.functional.normalize(torch.randn(len(primitives), 3, generator=generator), dim=-1)
+    if config.motion == "vertical":   # the same draw, kept to its up/down sign: (0, 0, ±1)
+        directions = torch.nn.functional.pad(directions[:, 2:].sign(), (2, 0))
     velocities = directions * config.speed * (0.5 + 0.5 * torch.rand(len(primitives), 1, generator=generator))
     return GridScene(primitives, velocities, intrinsics, extrinsics)
 

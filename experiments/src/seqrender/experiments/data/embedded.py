@@ -54,6 +54,7 @@ class EmbeddedConfig:
     part_colours: bool = False  # every face/part its own colour; False: one colour per primitive
     camera_radius: float = 2.8  # orbit radius (world units; the scene spans about ±1)
     elevations_deg: tuple[float, ...] = (15.0, 35.0)  # cycled over the views
+    view_step_deg: float | None = None  # azimuth between neighbouring views; None: 360° / views (full orbit)
 
     def __post_init__(self) -> None:
         if not 1 <= self.min_primitives <= self.max_primitives:
@@ -71,10 +72,13 @@ class EmbeddedConfig:
                              f"with num_scenes={self.num_scenes}")
         if self.seed < 0:
             raise ValueError(f"seed must be >= 0, got {self.seed}")
+        if self.view_step_deg is not None and not 0 < self.view_step_deg <= 360 / self.views_per_scene:
+            raise ValueError(f"view_step_deg must be in (0, 360/views_per_scene = {360 / self.views_per_scene:g}], "
+                             f"got {self.view_step_deg}")
 
     def manifest(self) -> dict:
         """Everything that determines the generated files."""
-        config = {k: v for k, v in asdict(self).items() if k != "root"}
+        config = {k: v for k, v in asdict(self).items() if k != "root" and v is not None}  # unset: as before it existed
         return {"format": FORMAT_VERSION, "config": config, "scene": asdict(self.scene()),
                 "orbit": orbit_manifest(self.orbit())}
 
@@ -83,7 +87,8 @@ class EmbeddedConfig:
                            part_colours=self.part_colours)
 
     def orbit(self) -> OrbitConfig:
-        return OrbitConfig(radius=self.camera_radius, elevations_deg=tuple(self.elevations_deg))
+        return OrbitConfig(radius=self.camera_radius, elevations_deg=tuple(self.elevations_deg),
+                           azimuth_step_deg=self.view_step_deg)
 
 
 def default_data_root() -> Path:

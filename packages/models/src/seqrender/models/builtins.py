@@ -30,7 +30,7 @@ class PosencConfig:
     "integer" (SO(2) harmonics k·θ, which wrap); see seqrender.posenc.unified.
     """
 
-    frequencies: Literal["geometric", "integer"] = "geometric"
+    frequencies: Literal["geometric", "integer", "wide"] = "geometric"
 
     def __post_init__(self):
         check_choice("PosencConfig", "frequencies", self.frequencies, FREQUENCIES)

@@ -45,6 +45,9 @@ class KaleidoConfig(TransformerConfig):
     pose_frame: str = "first_reference"
     aux_encoder: Optional[str] = None  # a DINOv2 name (dinov2.DINOV2_SIZES), e.g. "dinov2_vitb14"
     aux_checkpoint: Optional[str] = None  # local hub-format weights for it; None = random init
+    # U-ViT (Bao et al. 2023, §3): a 3×3 conv on the unpatchified output, so neighbouring patches'
+    # pixels can agree across their seams; a zero-initialised residual, so it starts as the identity.
+    output_conv: bool = False
 
     def __post_init__(self):
         super().__post_init__()
@@ -139,6 +142,11 @@ class Kaleido(nn.Module):
         self.time_embed = TimestepEmbedding(cfg.hidden)
         self.blocks = nn.ModuleList(KaleidoBlock(cfg) for _ in range(cfg.layers))
         self.final = FinalLayer(cfg.hidden, cfg.in_channels * cfg.patch_size**2)
+        self.output_conv = None
+        if cfg.output_conv:
+            self.output_conv = nn.Conv2d(cfg.in_channels, cfg.in_channels, 3, padding=1)
+            nn.init.zeros_(self.output_conv.weight)
+            nn.init.zeros_(self.output_conv.bias)
         self.aux_encoder = None
         if cfg.aux_encoder is not None:  # frozen feature extractor; its features are projected in
             self.aux_encoder = load_dinov2(cfg.aux_encoder, cfg.aux_checkpoint).requires_grad_(False)
@@ -242,7 +250,11 @@ class Kaleido(nn.Module):
         c = self.time_embed(t)
         for block in self.blocks:
             tokens = block(tokens, c, spatial=spatial, temporal=temporal, frame_mask=frame_mask)
-        return output_velocity(unpatchify(self.final(tokens, c), self.config.patch_size), z, t, self.config)
+        out = unpatchify(self.final(tokens, c), self.config.patch_size)            # (B, V, C, H, W)
+        if self.output_conv is not None:
+            out = out + rearrange(self.output_conv(rearrange(out, "b v c h w -> (b v) c h w")),
+                                  "(b v) c h w -> b v c h w", b=out.shape[0])
+        return output_velocity(out, z, t, self.config)
 
     def velocity_fn(self, *, is_reference: Tensor, intrinsics: Tensor | None = None,
                     extrinsics: Tensor | None = None, times: Tensor | None = None,

@@ -15,8 +15,9 @@ from torch import Tensor
 
 from .blockfn import BlockApply, BlockOp
 
-FAMILIES = ("lang", "pixel", "integer", "geometric")
+FAMILIES = ("lang", "pixel", "integer", "geometric", "wide")
 GEOMETRIC_SPAN = 16.0  # "geometric": highest / lowest frequency
+WIDE_RANGE = (2.0, 1 / 32)  # "wide": highest and lowest frequency
 LAYOUTS = ("half", "interleaved")
 
 
@@ -44,6 +45,10 @@ def rope_frequencies(
     - ``"geometric"``: ``½ · 16^(−i/(num_bands − 1))``, fractional frequencies for angle positions
       in [0, 2π) (½ down to 1/32): every band turns less than half a turn across the axis, so
       relative offsets never alias and similarity falls with distance (GTA reference code scaling).
+    - ``"wide"``: ``2 · 64^(−i/(num_bands − 1))`` (2 down to 1/32): the geometric family's low bands
+      with top bands up to four times sharper (π/2 per token on an 8-token axis, as 2-D RoPE's
+      1 rad per token), so neighbours are told apart; the top bands wrap, the low ones (< ½) do not,
+      so relative offsets still never alias.
     """
     check_choice("family", family, FAMILIES)
     if num_bands < 1:
@@ -57,7 +62,8 @@ def rope_frequencies(
         freqs = torch.arange(1, num_bands + 1, dtype=torch.float64, device=device)
     else:
         exponent = torch.arange(num_bands, dtype=torch.float64, device=device) / max(num_bands - 1, 1)
-        freqs = 0.5 * GEOMETRIC_SPAN ** (-exponent)
+        top, low = (0.5, 0.5 / GEOMETRIC_SPAN) if family == "geometric" else WIDE_RANGE
+        freqs = top * (low / top) ** exponent
     return freqs.to(dtype)
 
 

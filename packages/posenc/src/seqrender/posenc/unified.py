@@ -7,7 +7,9 @@ Channel allocation of a head (``d = head_dim``), every band a 2×2 block of adja
 Band ``i`` of an angle ``θ`` is ``ω_i·θ``. ``frequencies="geometric"`` (default): ``ω_i = ½·16^(−i/(n−1))``,
 fractional, so every band turns at most half a turn over an axis's [0, 2π) and no two relative
 offsets alias; ``"integer"``: the SO(2) harmonics ``ω_i = i`` (1-based), which wrap (band n of an
-n-token axis is the identity; bands k and n − k are conjugates; first and last frames look adjacent).
+n-token axis is the identity; bands k and n − k are conjugates; first and last frames look adjacent);
+``"wide"``: ``ω_i = 2·64^(−i/(n−1))``, the geometric low bands with sharper top bands (neighbours told
+apart; the bands below ½ keep relative offsets from aliasing, but similarity no longer falls monotonically).
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from .transform import BlockTransform, PoseBlocks, Rotary
 KINDS = ("none", "rope", "cape", "gta", "plucker", "gta_plucker")
 _RAYS = ("plucker", "gta_plucker")   # kinds with Plücker input channels
 _GTA = ("gta", "gta_plucker")        # kinds with GTA (q, k, v and output transformed)
-FREQUENCIES = ("geometric", "integer")
+FREQUENCIES = ("geometric", "integer", "wide")
 _LAYOUT = "interleaved"
 
 
@@ -128,6 +130,6 @@ def make_scene_encoding(kind: str, head_dim: int, *, frequencies: str = "geometr
     ``plucker``: 2D RoPE + 6 Plücker input channels relative to the first camera;
     ``gta_plucker``: ``gta`` and the Plücker input channels together (per-pixel rays beside the
     per-view group transform).
-    ``frequencies``: the band family of every angle, ``"geometric"`` or ``"integer"`` (see module doc).
+    ``frequencies``: the band family of every angle, ``"geometric"``, ``"integer"`` or ``"wide"`` (see module doc).
     """
     return KaleidoEncoding(kind=kind, head_dim=head_dim, frequencies=frequencies)
