@@ -26,8 +26,9 @@ from seqrender.posenc import FREQUENCIES, KINDS, make_scene_encoding
 class PosencConfig:
     """The built-in scene encodings' options (head_dim comes from the model).
 
-    frequencies: band family of the angles, "geometric" (fractional, non-aliasing; default) or
-    "integer" (SO(2) harmonics k·θ, which wrap); see seqrender.posenc.unified.
+    frequencies: band family of the angles, "geometric" (fractional, non-aliasing; default),
+    "integer" (SO(2) harmonics k·θ, which wrap) or "wide" (geometric low bands, sharper top bands);
+    see seqrender.posenc.unified.
     """
 
     frequencies: Literal["geometric", "integer", "wide"] = "geometric"

@@ -46,9 +46,9 @@ def rope_frequencies(
       in [0, 2π) (½ down to 1/32): every band turns less than half a turn across the axis, so
       relative offsets never alias and similarity falls with distance (GTA reference code scaling).
     - ``"wide"``: ``2 · 64^(−i/(num_bands − 1))`` (2 down to 1/32): the geometric family's low bands
-      with top bands up to four times sharper (π/2 per token on an 8-token axis, as 2-D RoPE's
-      1 rad per token), so neighbours are told apart; the top bands wrap, the low ones (< ½) do not,
-      so relative offsets still never alias.
+      with top bands up to four times sharper (π/2 per token on an 8-token axis; 2-D RoPE's top band
+      turns 1 rad per token), so neighbours are told apart; the top bands wrap, the low ones (< ½)
+      do not, so relative offsets still never alias.
     """
     check_choice("family", family, FAMILIES)
     if num_bands < 1:
