@@ -21,7 +21,8 @@ from tqdm import tqdm
 from seqrender.experiments.data.embedded import SPLITS, default_data_root, ensure_generated, single_thread
 from seqrender.experiments.data.primitives import Primitive
 from seqrender.experiments.data.renderer import render
-from seqrender.experiments.data.scenes import OrbitConfig, SceneConfig, make_scene, orbit_cameras, orbit_manifest
+from seqrender.experiments.data.scenes import (OrbitConfig, SceneConfig, check_view_step, make_scene,
+                                                orbit_cameras, orbit_manifest)
 from seqrender.experiments.data.seeding import generator_from
 
 FORMAT_VERSION = 1
@@ -71,8 +72,7 @@ class Embedded4DConfig:
         if not 0 <= self.heldout_scenes < self.num_scenes:
             raise ValueError(f"heldout_scenes must be in [0, num_scenes), got {self.heldout_scenes} "
                              f"with num_scenes={self.num_scenes}")
-        if self.view_step_deg is not None and not 0 < self.view_step_deg <= 360 / self.views:
-            raise ValueError(f"view_step_deg must be in (0, 360/views = {360 / self.views:g}], got {self.view_step_deg}")
+        check_view_step(self.view_step_deg, self.views)
         if not 1 <= self.min_primitives <= self.max_primitives:
             raise ValueError(f"need 1 <= min_primitives <= max_primitives, got {self.min_primitives}, "
                              f"{self.max_primitives}")

@@ -27,7 +27,8 @@ from tqdm import tqdm
 
 from seqrender.experiments.data.blender import write_scene
 from seqrender.experiments.data.renderer import render
-from seqrender.experiments.data.scenes import OrbitConfig, SceneConfig, make_scene, orbit_cameras, orbit_manifest
+from seqrender.experiments.data.scenes import (OrbitConfig, SceneConfig, check_view_step, make_scene,
+                                                orbit_cameras, orbit_manifest)
 from seqrender.experiments.data.seeding import generator_from
 
 FORMAT_VERSION = 1
@@ -72,9 +73,7 @@ class EmbeddedConfig:
                              f"with num_scenes={self.num_scenes}")
         if self.seed < 0:
             raise ValueError(f"seed must be >= 0, got {self.seed}")
-        if self.view_step_deg is not None and not 0 < self.view_step_deg <= 360 / self.views_per_scene:
-            raise ValueError(f"view_step_deg must be in (0, 360/views_per_scene = {360 / self.views_per_scene:g}], "
-                             f"got {self.view_step_deg}")
+        check_view_step(self.view_step_deg, self.views_per_scene, "views_per_scene")
 
     def manifest(self) -> dict:
         """Everything that determines the generated files."""

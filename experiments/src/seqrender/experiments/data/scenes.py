@@ -40,6 +40,12 @@ class OrbitConfig:
     azimuth_step_deg: float | None = None  # between neighbouring views; None: 360° / views (a full orbit)
 
 
+def check_view_step(view_step_deg: float | None, views: int, field: str = "views") -> None:
+    """A dataset's `view_step_deg` must keep its `views` on at most one turn: (0, 360 / views]."""
+    if view_step_deg is not None and not 0 < view_step_deg <= 360 / views:
+        raise ValueError(f"view_step_deg must be in (0, 360/{field} = {360 / views:g}], got {view_step_deg}")
+
+
 def orbit_manifest(orbit: OrbitConfig) -> dict:
     """The orbit's fields for a dataset manifest; unset optional fields (None) are left out, so the
     manifests (and caches) of datasets made before such a field existed stay valid."""
