@@ -170,6 +170,40 @@ def test_checkpoints_from_before_view_sampling_resume_with_its_default():
     assert config_changes(saved, fixed) == ["trainer.view_sampling ('exponential' -> 'fixed')"]
 
 
+def _field_defaults(key: str) -> list:
+    """The defaults the config classes declare for a dotted key: one per class that has the field."""
+    import dataclasses
+
+    from seqrender.experiments.config import EvalConfig, RunConfig, TrainerConfig
+    from seqrender.experiments.configstore import prepare_registry
+    from seqrender.models import registry
+
+    head, _, field = key.rpartition(".")
+    pydantic_classes = {"": RunConfig, "trainer": TrainerConfig, "eval": EvalConfig}
+    if head in pydantic_classes:
+        info = pydantic_classes[head].model_fields.get(field)
+        return [] if info is None else [info.get_default(call_default_factory=True)]
+    prepare_registry()
+    defaults = []
+    for name in registry.names(head):
+        config = registry.config_class(head, name)()
+        if field in {f.name for f in dataclasses.fields(config)}:
+            defaults.append(getattr(config, field))
+    return defaults
+
+
+def test_added_keys_name_the_config_classes_defaults():
+    """An old checkpoint resumes only under the behaviour it was trained with: every ADDED_KEYS value is
+    the default of each config class that declares the key (so a missing key never hides a change)."""
+    from seqrender.experiments.resume import ADDED_KEYS
+
+    for key, value in ADDED_KEYS.items():
+        defaults = _field_defaults(key)
+        assert defaults, f"{key}: no config class declares it"
+        normalised = [list(d) if isinstance(d, tuple) else d for d in defaults]
+        assert all(d == value for d in normalised), f"{key}: ADDED_KEYS says {value!r}, the classes {normalised!r}"
+
+
 def _scene(tmp_path: Path, matrix, image: Image.Image) -> Path:
     (tmp_path / "train").mkdir(parents=True)
     image.save(tmp_path / "train" / "r_0.png")
