@@ -1,9 +1,11 @@
 """Velocity error by noise level with true, shuffled and dropped references (seqrender.experiments.diagnose).
 
-    python experiments/diagnose.py outputs/<date>/<time> [--setting 3->1] [--items 96]
+    python experiments/diagnose.py outputs/<date>/<time> [--setting 3->1] [--items 96] [--restart]
 
 Reads the run's composed config (`.hydra/config.yaml`) and the EMA weights of its newest checkpoint,
-prints a table and writes `diagnose.json` into the run directory.
+prints a table and writes `diagnose.json` into the run directory. `--restart` also restarts the run's
+sampler from the ground truth noised to t0 (SDEdit; PSNR / SSIM per t0) and writes `restart.png`:
+row 0 the ground truth of each item's first target, then one row per t0.
 """
 import argparse
 import json
@@ -19,11 +21,14 @@ from safetensors.torch import load_model  # noqa: E402
 from seqrender.experiments.checkpoint import latest_checkpoint  # noqa: E402
 from seqrender.experiments.config import ConfigError, validate_config  # noqa: E402
 from seqrender.experiments.configstore import prepare_registry  # noqa: E402
-from seqrender.experiments.diagnose import MODES, error_by_t  # noqa: E402
+from seqrender.experiments.diagnose import MODES, error_by_t, restart_from_truth  # noqa: E402
 from seqrender.experiments.job import load_split  # noqa: E402
+from seqrender.experiments.report import write_image_grid  # noqa: E402
 from seqrender.experiments.train import build_model  # noqa: E402
 
 TS = [0.05, 0.15, 0.25, 0.35, 0.5, 0.65, 0.8, 0.9, 1.0]
+RESTARTS = [0.15, 0.3, 0.5, 0.75, 1.0]  # moved to the nearest step of the run's schedule
+RESTART_PICTURE_ITEMS = 12
 
 
 def main() -> int:
@@ -31,6 +36,7 @@ def main() -> int:
     parser.add_argument("run_dir", type=Path)
     parser.add_argument("--setting", default="3->1")
     parser.add_argument("--items", type=int, default=96)
+    parser.add_argument("--restart", action="store_true", help="also restart the sampler from noised ground truth")
     args = parser.parse_args()
     config_file = args.run_dir / ".hydra" / "config.yaml"
     ckpt = latest_checkpoint(args.run_dir / "checkpoints")
@@ -53,6 +59,17 @@ def main() -> int:
     for i, t in enumerate(TS):
         print(f"  {t:.2f} " + "".join(f"{errors[m][i]:10.4f}" for m in MODES))
     out = {"setting": args.setting, "items": args.items, "checkpoint": str(ckpt), "t": TS, "velocity_mse": errors}
+    if args.restart:
+        used, scores, images = restart_from_truth(model, cfg, load_split(cfg, "heldout"), args.setting,
+                                                  starts=RESTARTS, items=args.items, seed=cfg.eval.seed)
+        print(f"sampler restarted from the ground truth noised to t0 ({cfg.schedule.name}, "
+              f"guidance {cfg.eval.guidance_scale}): PSNR / SSIM")
+        for t0, psnr, ssim in zip(used, scores["psnr"], scores["ssim"]):
+            print(f"  t0 {t0:.3f}  {psnr:6.2f} / {ssim:.3f}")
+        out["restart"] = {"t0": used, **scores}
+        rows = f"rows: ground truth, then restarted from t0 = {', '.join(f'{t:.2f}' for t in used)}"
+        write_image_grid(args.run_dir / "restart.png", images[:, :RESTART_PICTURE_ITEMS], title=rows)
+        print(f"wrote {args.run_dir / 'restart.png'} ({rows})")
     (args.run_dir / "diagnose.json").write_text(json.dumps(out, indent=1) + "\n")
     return 0
 

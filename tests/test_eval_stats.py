@@ -126,3 +126,44 @@ def test_velocity_error_modes_of_a_reference_copying_model():
     # dropped: x̂ = 0, so v̂ − (ε − x) = ((1 − t)x + tε)/t − ε + x = x/t
     for t, err in zip([0.5, 1.0], errors["dropped"]):
         assert err == pytest.approx(float((x / t).pow(2).mean()), rel=1e-5)
+
+
+def test_restart_from_truth_starts_on_the_noised_truth_at_a_step_of_the_schedule():
+    """A model whose velocity is 0 leaves the start state as it is: the restarted targets are
+    (1 − t0)·x + t0·ε mapped to [0, 1], with t0 the schedule's nearest step."""
+    from pathlib import Path
+
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    from seqrender.experiments.cli import before_compose
+    from seqrender.experiments.config import validate_config
+    from seqrender.experiments.diagnose import restart_from_truth
+
+    before_compose([])
+    configs = Path(__file__).resolve().parents[1] / "experiments" / "configs"
+    with initialize_config_dir(config_dir=str(configs), version_base="1.3"):
+        cfg = validate_config(OmegaConf.to_container(compose(config_name="config", overrides=[
+            "model=kaleido", "schedule.num_steps=6", "eval.guidance_scale=2.0"]), resolve=True))
+
+    class StandStill(torch.nn.Module):
+        def forward(self, z, t, **kw):
+            return torch.zeros_like(z)
+
+    scenes = _scenes(num=4, views=6)
+    scenes = SceneTensors(torch.rand(scenes.images.shape, generator=torch.Generator().manual_seed(0)),
+                          scenes.intrinsics, scenes.extrinsics)
+    schedule = cfg.schedule.build()
+    used, scores, images = restart_from_truth(StandStill(), cfg, scenes, "3->1", starts=[0.3, 0.9], items=4, seed=0)
+    assert used == [float(schedule[(schedule - t).abs().argmin()]) for t in (0.3, 0.9)]
+    (batch,) = list(eval_batches(scenes, "3->1", num_items=4, batch_size=16, seed=0))
+    target = (~batch.is_reference).int().argmax(1)
+    x, noise = batch.images[torch.arange(4), target], batch.noise[torch.arange(4), target]
+    assert torch.equal(images[0], x)
+    for row, t0, psnr in zip(images[1:], used, scores["psnr"]):
+        expected = (((1 - t0) * (2 * x.double() - 1) + t0 * noise.double() + 1) / 2).clamp(0, 1)
+        torch.testing.assert_close(row.double(), expected, rtol=0, atol=1e-6)
+        mse = (expected - x.double()).pow(2).mean(dim=(1, 2, 3))
+        assert psnr == pytest.approx(float((-10 * torch.log10(mse)).mean()), rel=1e-4)
+    with pytest.raises(ValueError, match="end of the schedule"):
+        restart_from_truth(StandStill(), cfg, scenes, "3->1", starts=[0.0], items=4, seed=0)

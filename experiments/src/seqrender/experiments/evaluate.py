@@ -95,14 +95,16 @@ def _pick_views(available: int, seed: int, item: int) -> Tensor:
     return torch.randperm(available, generator=generator_from(seed, item))[:4]
 
 
-def sampling_method(cfg: RunConfig, velocity_for: Callable, vae=None, anchor_for: Callable | None = None) -> Method:
+def sampling_method(cfg: RunConfig, velocity_for: Callable, vae=None, anchor_for: Callable | None = None,
+                    schedule: Tensor | None = None) -> Method:
     """Sample the generated part (everything but `batch.is_reference`, which stays clean) with the
     configured schedule, solver and guidance. `velocity_for(batch, x)` gives the solver's velocity
     function for a batch whose clean images in [-1, 1] are x. With a `vae` (latent-space runs) the
     sampling runs on its latents (`latent.to_latent_batch`) and the result is decoded to images.
     `anchor_for(batch, x)`: for a residual data space, what is added to the sampled generated part
-    (zero on the references)."""
-    schedule = cfg.schedule.build()
+    (zero on the references). `schedule` (n + 1,): integrate over it from `batch.noise` instead of the
+    configured schedule (diagnose.restart_from_truth)."""
+    schedule = cfg.schedule.build() if schedule is None else schedule
     solve = cfg.solver.build()
 
     @torch.no_grad()
@@ -124,9 +126,10 @@ def sampling_method(cfg: RunConfig, velocity_for: Callable, vae=None, anchor_for
     return predict
 
 
-def model_method(model: nn.Module, cfg: RunConfig, vae=None) -> Method:
+def model_method(model: nn.Module, cfg: RunConfig, vae=None, schedule: Tensor | None = None) -> Method:
     """Sample the targets with the configured schedule, solver and guidance; references stay clean.
-    `vae`: the run's frozen AutoencoderKL for latent-space runs (None: pixel space)."""
+    `vae`: the run's frozen AutoencoderKL for latent-space runs (None: pixel space); `schedule`: as
+    in sampling_method."""
     def velocity_for(batch: EvalBatch, x: Tensor):
         def velocity(z: Tensor, t: Tensor, *, drop_condition: Tensor) -> Tensor:
             rep = z.shape[0] // x.shape[0]      # 2 when CFG batches conditional + unconditional
@@ -137,7 +140,7 @@ def model_method(model: nn.Module, cfg: RunConfig, vae=None) -> Method:
                          images=batch.images.repeat(rep, 1, 1, 1, 1), **where)  # aux encoder: references only
         return velocity
 
-    return sampling_method(cfg, velocity_for, vae)
+    return sampling_method(cfg, velocity_for, vae, schedule=schedule)
 
 
 def mean_reference(batch: EvalBatch) -> Tensor:

@@ -123,6 +123,17 @@ def print_table(results: dict) -> None:
     Console(width=None if sys.stdout.isatty() else 1000).print(table)  # a pipe: never cut column names
 
 
+def write_image_grid(path: Path, images: torch.Tensor, *, title: str) -> None:
+    """images (R, N, 3, H, W) in [0, 1] -> one PNG of R rows of N images under a title line."""
+    grid = (rearrange(images.clamp(0, 1), "r n c h w -> (r h) (n w) c").numpy() * 255).round().astype(np.uint8)
+    img = Image.fromarray(grid).resize((grid.shape[1] * ZOOM, grid.shape[0] * ZOOM), Image.NEAREST)
+    title_h = 14
+    canvas = Image.new("RGB", (img.width, img.height + title_h), "white")
+    ImageDraw.Draw(canvas).text((2, 1), title, fill="black")
+    canvas.paste(img, (0, title_h))
+    atomic_write(path, lambda p: canvas.save(p, format="PNG"))
+
+
 def write_orbit(path: Path, orbits: dict[int, list]) -> None:
     """orbits {number of references: [Orbit, ...]} -> one PNG: per scene a ground-truth row, then per
     reference count a row "references | 8 generated views"."""
