@@ -52,6 +52,36 @@ def test_data_prediction_is_turned_into_the_flow_velocity():
                                torch.zeros_like(z), atol=1e-6, rtol=0)
 
 
+def test_pixel_head_decodes_every_cell_from_its_features_and_noisy_input():
+    """pixel_head F: a generated cell's output is the last layer's first C channels plus conv → SiLU
+    → conv → SiLU → conv of [its other F channels | z] (torch's conv2d, float64); the given row and
+    column keep the first C channels; zero-initialised, it starts as the plain model's output."""
+    feats, p = 4, 2
+    z, t, row, column = (x.double() for x in inputs())
+    model = make_model(pixel_head=feats).double()
+    unpatched = []
+    model.final.register_forward_hook(lambda m, a, out: unpatched.append(
+        rearrange(out, "b n h w (c p q) -> b n c (h p) (w q)", p=p, q=p).detach()))
+    with torch.no_grad():
+        start = model(z, t, row=row, column=column)
+    plain = rearrange(unpatched[0], "b (v t) c h w -> b v t c h w", v=V)
+    torch.testing.assert_close(start, plain[:, :, :, :C])
+    gen = torch.Generator().manual_seed(5)
+    convs = [m for m in model.pixel_head.modules() if isinstance(m, torch.nn.Conv2d)]
+    for conv in convs:
+        conv.weight.data = 0.2 * torch.randn(conv.weight.shape, generator=gen).double()
+        conv.bias.data = 0.1 * torch.randn(conv.bias.shape, generator=gen).double()
+    with torch.no_grad():
+        out = model(z, t, row=row, column=column)
+    x = torch.cat([plain[:, :, :, C:], z], dim=3).flatten(0, 2)       # (B·V·T, F + C, H, W)
+    for k, conv in enumerate(convs):
+        x = torch.nn.functional.conv2d(x, conv.weight, conv.bias, padding=1)
+        x = torch.nn.functional.silu(x) if k < len(convs) - 1 else x
+    generated = torch.ones(B, V, T, 1, 1, 1, dtype=torch.float64)
+    generated[:, 0], generated[:, :, 0] = 0, 0                          # view 0 = row, time 0 = column
+    torch.testing.assert_close(out, plain[:, :, :, :C] + generated * x.unflatten(0, (B, V, T)))
+
+
 def test_decomposed_backend_equals_reference_forward_and_backward():
     ref = make_model(backend="reference")
     dec = make_model(backend="decomposed")

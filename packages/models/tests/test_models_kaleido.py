@@ -80,6 +80,15 @@ def test_data_prediction_is_turned_into_the_flow_velocity():
         small_config(prediction="noise")
 
 
+def conv3x3_per_pixel(x, weight, bias):
+    """A zero-padded 3×3 convolution written out per pixel: x (n, K, H, W) -> (n, C, H, W) (float64)."""
+    padded = torch.nn.functional.pad(x, (1, 1, 1, 1))
+    out = x.new_empty(x.shape[0], weight.shape[0], *x.shape[-2:])
+    for i, j in ((i, j) for i in range(x.shape[-2]) for j in range(x.shape[-1])):
+        out[..., i, j] = torch.einsum("nkyx,ckyx->nc", padded[..., i:i + 3, j:j + 3], weight) + bias
+    return out
+
+
 def test_output_conv_starts_as_the_identity_and_filters_each_view():
     """output_conv (U-ViT's 3×3 conv after unpatchify): zero-initialised, the output is the plain
     model's; with weights, it is the plain output plus a zero-padded 3×3 convolution of each view (float64)."""
@@ -94,12 +103,41 @@ def test_output_conv_starts_as_the_identity_and_filters_each_view():
     assert torch.equal(run(conv, *args), base)
     weight, bias = torch.randn(C, C, 3, 3, generator=gen).double(), torch.randn(C, generator=gen).double()
     conv.output_conv.weight.data, conv.output_conv.bias.data = weight.clone(), bias.clone()
-    expected = torch.empty_like(base)
-    padded = torch.nn.functional.pad(base, (1, 1, 1, 1))
-    for i, j in ((i, j) for i in range(H) for j in range(W)):      # the 3×3 sum written out per pixel
-        window = padded[..., i:i + 3, j:j + 3]                      # (B, V, C, 3, 3)
-        expected[..., i, j] = torch.einsum("bvkyx,ckyx->bvc", window, weight) + bias
+    expected = conv3x3_per_pixel(base.flatten(0, 1), weight, bias).unflatten(0, (B, V))
     torch.testing.assert_close(run(conv, *args), base + expected)
+
+
+def test_pixel_head_adds_a_conv_decoding_of_features_and_the_noisy_input_to_target_frames():
+    """pixel_head F: the last layer gives C + F channels per pixel (patch order c, row, column); on
+    target frames the output is the first C plus conv → SiLU → conv → SiLU → conv of [the other F | z];
+    references keep the plain output; zero-initialised, it starts as the plain model (float64)."""
+    gen = torch.Generator().manual_seed(4)
+    z, t, is_reference, intrinsics, extrinsics = scene(gen)
+    args = (z.double(), t.double(), is_reference, intrinsics.double(), extrinsics.double())
+    feats, p = 5, 2
+    model = make_model(pixel_head=feats).double()
+    tokens = []
+    handle = model.final.register_forward_hook(lambda m, a, out: tokens.append(out.detach()))
+    start = run(model, *args)
+    per_token = tokens[0]                                            # (B, V, h, w, (C + F)·p·p)
+    pixels = torch.empty(B, V, C + feats, H, W, dtype=torch.float64)
+    for c, i, j in ((c, i, j) for c in range(C + feats) for i in range(p) for j in range(p)):
+        pixels[:, :, c, i::p, j::p] = per_token[..., c * p * p + i * p + j]
+    torch.testing.assert_close(start, pixels[:, :, :C])              # the head's last conv is zero
+    convs = [m for m in model.pixel_head.modules() if isinstance(m, torch.nn.Conv2d)]
+    for conv in convs:
+        conv.weight.data = 0.2 * torch.randn(conv.weight.shape, generator=gen).double()
+        conv.bias.data = 0.1 * torch.randn(conv.bias.shape, generator=gen).double()
+    out = run(model, *args)
+    handle.remove()
+    x = torch.cat([pixels[:, :, C:], args[0]], dim=2)[~is_reference]  # (n, F + C, H, W)
+    for k, conv in enumerate(convs):
+        x = conv3x3_per_pixel(x, conv.weight, conv.bias)
+        x = torch.nn.functional.silu(x) if k < len(convs) - 1 else x
+    torch.testing.assert_close(out[~is_reference], pixels[:, :, :C][~is_reference] + x)
+    torch.testing.assert_close(out[is_reference], pixels[:, :, :C][is_reference])
+    with pytest.raises(ValueError, match="pixel_head"):
+        small_config(pixel_head=-1)
 
 
 def test_backward_reaches_every_parameter_and_activations_are_tracked():

@@ -36,7 +36,8 @@ ADDED_KEYS = {"trainer.view_sampling": "exponential", "trainer.fixed_references"
               "trainer.init_from": None, "trainer.grid_settings": ["row+column->grid"],
               "trainer.grid_residual": False, "trainer.grid_anchor": "column",
               "model.prediction": "velocity", "model.prediction_eps": 0.05,
-              "dataset.view_step_deg": None, "dataset.motion": "free", "model.output_conv": False}
+              "dataset.view_step_deg": None, "dataset.motion": "free", "model.output_conv": False,
+              "model.pixel_head": 0}
 
 
 def flat_config(cfg: RunConfig) -> dict[str, Any]:

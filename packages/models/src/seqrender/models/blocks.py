@@ -6,6 +6,7 @@
 - `SwiGLU`: the feed-forward layer.
 - `PatchEmbed`, `unpatchify`: (B, V, C, H, W) <-> token grid (B, V, H/p, W/p, D).
 - `FinalLayer`: modulated norm + zero-initialised projection back to patches.
+- `PixelHead` (`pixel_head` > 0): a small conv decoder at full resolution, added to the output.
 - `TransformerConfig`: the fields every model here shares (validated once).
 - `output_velocity`: the network output read as `TransformerConfig.prediction`, returned as a velocity.
 - `record_max_activations`: top-1 |activation| per block (Kaleido §3.2.2, massive activations).
@@ -50,10 +51,16 @@ class TransformerConfig:
     # data prediction keeps the low-noise steps well posed, where a velocity must recover ε = z_t / t).
     prediction: str = "velocity"
     prediction_eps: float = 0.05
+    # A conv pixel decoder of this width (0: off; PixelHead): the last layer also gives `pixel_head`
+    # features per pixel; three 3×3 convs read them beside the noisy input z at full resolution and
+    # add a zero-initialised correction to the generated frames' output.
+    pixel_head: int = 0
 
     def __post_init__(self):
         owner = type(self).__name__
         check_choice(owner, "prediction", self.prediction, PREDICTIONS)
+        if self.pixel_head < 0:
+            raise ValueError(f"{owner}.pixel_head must be >= 0 (0: off); got {self.pixel_head}")
         if not 0 < self.prediction_eps < 1:
             raise ValueError(f"{owner}.prediction_eps must be in (0, 1); got {self.prediction_eps}")
         for name in ("layers", "hidden", "heads", "kv_heads", "patch_size", "in_channels"):
@@ -186,6 +193,51 @@ class FinalLayer(nn.Module):
     def forward(self, x: Tensor, c: Tensor) -> Tensor:
         shift, scale = self.modulation(c)
         return self.linear(modulate(self.norm(x), shift, scale))
+
+
+class PixelHead(nn.Module):
+    """A small conv decoder on each generated frame's full-resolution grid.
+
+    feats (n, F, H, W) from the unpatchified last layer, z (n, C, H, W) the noisy frames ->
+    (n, C, H, W), added to the plain output: [feats | z] → 3×3 conv → SiLU → 3×3 conv → SiLU →
+    zero-initialised 3×3 conv, so training starts from the plain model. A latent model decodes
+    through the VAE's conv decoder, which carries the local image prior. In pixel space a patch's
+    p×p pixels otherwise come from one linear map of one token: neighbouring patches disagree at
+    their seams, and a noisy edge is never seen at pixel scale. Here every pixel sees its 7×7
+    neighbourhood of z and of the token features.
+    """
+
+    def __init__(self, features: int, channels: int, width: int):
+        super().__init__()
+        self.net = nn.Sequential(nn.Conv2d(features + channels, width, 3, padding=1), nn.SiLU(),
+                                 nn.Conv2d(width, width, 3, padding=1), nn.SiLU(),
+                                 nn.Conv2d(width, channels, 3, padding=1))
+        nn.init.zeros_(self.net[-1].weight)
+        nn.init.zeros_(self.net[-1].bias)
+
+    def forward(self, feats: Tensor, z: Tensor) -> Tensor:
+        return self.net(torch.cat([feats, z], dim=1))
+
+
+def last_layer_channels(cfg: TransformerConfig) -> int:
+    """Channels per pixel the last layer gives: the output's C, plus the pixel head's features."""
+    return cfg.in_channels + cfg.pixel_head
+
+
+def make_pixel_head(cfg: TransformerConfig) -> PixelHead | None:
+    return PixelHead(cfg.pixel_head, cfg.in_channels, cfg.pixel_head) if cfg.pixel_head else None
+
+
+def apply_pixel_head(head: PixelHead | None, out: Tensor, z: Tensor, where: Tensor | None = None) -> Tensor:
+    """out (*lead, C + F, H, W) unpatchified last layer, z (*lead, C, H, W), where (*lead) bool or None
+    (everywhere) -> (*lead, C, H, W): the first C channels, plus head(other F, z) where `where`."""
+    if head is None:
+        return out
+    channels = z.shape[-3]
+    out, feats = out[..., :channels, :, :], out[..., channels:, :, :]
+    where = torch.ones(z.shape[:-3], dtype=torch.bool, device=z.device) if where is None else where
+    mask = where.reshape(*where.shape, 1, 1, 1)
+    return out.masked_scatter(mask, out[where] + head(feats[where], z[where]))
 
 
 @contextlib.contextmanager

@@ -23,7 +23,8 @@ from torch import Tensor, nn
 from seqrender.attention.variants import ParallelViewTimeAttention, SequentialViewTimeAttention
 from seqrender.attention.viewtime import BACKENDS, ViewTimeAttention
 from seqrender.models.blocks import (AdaLNModulation, FinalLayer, PatchEmbed, SwiGLU, TimestepEmbedding,
-                                     TransformerConfig, check_choice, gate, modulate, output_velocity,
+                                     TransformerConfig, apply_pixel_head, check_choice, gate,
+                                     last_layer_channels, make_pixel_head, modulate, output_velocity,
                                      unpatchify)
 from seqrender.posenc import BlockTransform, Rotary, rope_angles
 
@@ -100,7 +101,8 @@ class FourReal(nn.Module):
         self.cond_embed = PatchEmbed(cfg.in_channels + 1, cfg.hidden, cfg.patch_size)
         self.time_embed = TimestepEmbedding(cfg.hidden)
         self.blocks = nn.ModuleList(FourRealBlock(cfg) for _ in range(cfg.layers))
-        self.final = FinalLayer(cfg.hidden, cfg.in_channels * cfg.patch_size**2)
+        self.final = FinalLayer(cfg.hidden, last_layer_channels(cfg) * cfg.patch_size**2)
+        self.pixel_head = make_pixel_head(cfg)
         for embed in (self.patch_embed, self.cond_embed):
             nn.init.xavier_uniform_(embed.proj.weight)
             nn.init.zeros_(embed.proj.bias)
@@ -158,6 +160,8 @@ class FourReal(nn.Module):
             tokens = block(tokens, c, rope=rope)
         out = self.final(rearrange(tokens, "b v t h w d -> b (v t) h w d"), c)
         out = rearrange(unpatchify(out, self.config.patch_size), "b (v t) c h w -> b v t c h w", v=views)
+        generated = cond[:, :, :, -1, 0, 0] == 0                                # (B, V, T): not given
+        out = apply_pixel_head(self.pixel_head, out, z, generated)            # (B, V, T, C, H, W)
         return output_velocity(out, z, t, self.config)
 
     @staticmethod

@@ -30,7 +30,8 @@ from seqrender.attention.window import check_frame_mask
 from seqrender.models import registry
 from seqrender.models.dinov2 import DINOV2_SIZES, load_dinov2, normalise_images
 from seqrender.models.blocks import (AdaLNModulation, FinalLayer, PatchEmbed, SwiGLU, TimestepEmbedding,
-                                     TransformerConfig, check_choice, gate, modulate, output_velocity,
+                                     TransformerConfig, apply_pixel_head, check_choice, gate,
+                                     last_layer_channels, make_pixel_head, modulate, output_velocity,
                                      unpatchify)
 from seqrender.posenc import grid_angles, invert_se3, normalise_translations
 
@@ -141,7 +142,8 @@ class Kaleido(nn.Module):
         self.role_embed = nn.Parameter(torch.randn(2, cfg.hidden) * 0.02)  # [target, reference]
         self.time_embed = TimestepEmbedding(cfg.hidden)
         self.blocks = nn.ModuleList(KaleidoBlock(cfg) for _ in range(cfg.layers))
-        self.final = FinalLayer(cfg.hidden, cfg.in_channels * cfg.patch_size**2)
+        self.final = FinalLayer(cfg.hidden, last_layer_channels(cfg) * cfg.patch_size**2)
+        self.pixel_head = make_pixel_head(cfg)
         self.output_conv = None
         if cfg.output_conv:
             self.output_conv = nn.Conv2d(cfg.in_channels, cfg.in_channels, 3, padding=1)
@@ -250,7 +252,8 @@ class Kaleido(nn.Module):
         c = self.time_embed(t)
         for block in self.blocks:
             tokens = block(tokens, c, spatial=spatial, temporal=temporal, frame_mask=frame_mask)
-        out = unpatchify(self.final(tokens, c), self.config.patch_size)            # (B, V, C, H, W)
+        out = unpatchify(self.final(tokens, c), self.config.patch_size)            # (B, V, C + F, H, W)
+        out = apply_pixel_head(self.pixel_head, out, z, ~is_reference)  # references are never read
         if self.output_conv is not None:
             out = out + rearrange(self.output_conv(rearrange(out, "b v c h w -> (b v) c h w")),
                                   "(b v) c h w -> b v c h w", b=out.shape[0])
