@@ -158,7 +158,8 @@ def test_throughput_rates(monkeypatch):
 
 def test_logged_throughput_is_consistent(train_tiny, capsys):
     """tokens/s = samples/s · V·(H/p)·(W/p); counted FLOPs per sample between 6 · (token-wise block
-    weights) · tokens and twice 6 · (all parameters) · tokens (adaLN weights act once per sample)."""
+    weights) · tokens and twice 6 · (parameters per token · tokens + the pixel head's conv weights ·
+    pixels, for it acts once per pixel of a generated view) (adaLN weights act once per sample)."""
     from seqrender.experiments.train import build_model
 
     train_tiny("run", "trainer.steps=4", "trainer.log_every=2", "trainer.checkpoint_every=4")
@@ -170,5 +171,7 @@ def test_logged_throughput_is_consistent(train_tiny, capsys):
     model = build_model(run_config())
     per_token = sum(m.weight.numel() for name, m in model.blocks.named_modules()  # token-wise linears
                     if isinstance(m, torch.nn.Linear) and "modulation" not in name)
-    params = sum(p.numel() for p in model.parameters())
-    assert 6 * per_token * per_sample <= gflops * 1e9 / samples <= 2 * 6 * params * per_sample
+    head = sum(p.numel() for p in model.pixel_head.parameters()) if model.pixel_head is not None else 0
+    params = sum(p.numel() for p in model.parameters()) - head
+    pixels = 4 * 16 * 16
+    assert 6 * per_token * per_sample <= gflops * 1e9 / samples <= 2 * 6 * (params * per_sample + head * pixels)
