@@ -66,8 +66,12 @@ def restart_from_truth(model: nn.Module, cfg: RunConfig, scenes: SceneTensors, s
     model.eval()
     full = cfg.schedule.build()
     batches = list(eval_batches(scenes, setting, num_items=items, batch_size=batch_size, seed=seed))
-    first_target = lambda imgs: torch.cat([b_imgs[torch.arange(len(b_imgs)), (~b.is_reference).int().argmax(1)]
-                                           for b, b_imgs in zip(batches, imgs)])  # (N, C, H, W)
+
+    def first_target(per_batch: list[Tensor]) -> Tensor:
+        """[(b, V, C, H, W) per batch] -> (N, C, H, W): each item's first target view."""
+        return torch.cat([imgs[torch.arange(len(imgs)), (~b.is_reference).int().argmax(1)]
+                          for b, imgs in zip(batches, per_batch)])
+
     used, scores, rows = [], {"psnr": [], "ssim": []}, [first_target([b.images for b in batches])]
     for t0 in starts:
         tail = full[int((full - t0).abs().argmin()):]

@@ -123,15 +123,20 @@ def print_table(results: dict) -> None:
     Console(width=None if sys.stdout.isatty() else 1000).print(table)  # a pipe: never cut column names
 
 
-def write_image_grid(path: Path, images: torch.Tensor, *, title: str) -> None:
-    """images (R, N, 3, H, W) in [0, 1] -> one PNG of R rows of N images under a title line."""
-    grid = (rearrange(images.clamp(0, 1), "r n c h w -> (r h) (n w) c").numpy() * 255).round().astype(np.uint8)
-    img = Image.fromarray(grid).resize((grid.shape[1] * ZOOM, grid.shape[0] * ZOOM), Image.NEAREST)
+def _write_titled(path: Path, grid: np.ndarray, title: str) -> None:
+    """grid (H, W, 3) float in [0, 1] -> PNG: the grid zoomed ×ZOOM (nearest) under one title line."""
+    pixels = (np.clip(grid, 0, 1) * 255).round().astype(np.uint8)
+    img = Image.fromarray(pixels).resize((pixels.shape[1] * ZOOM, pixels.shape[0] * ZOOM), Image.NEAREST)
     title_h = 14
     canvas = Image.new("RGB", (img.width, img.height + title_h), "white")
     ImageDraw.Draw(canvas).text((2, 1), title, fill="black")
     canvas.paste(img, (0, title_h))
     atomic_write(path, lambda p: canvas.save(p, format="PNG"))
+
+
+def write_image_grid(path: Path, images: torch.Tensor, *, title: str) -> None:
+    """images (R, N, 3, H, W) in [0, 1] -> one PNG of R rows of N images under a title line."""
+    _write_titled(path, rearrange(images, "r n c h w -> (r h) (n w) c").numpy(), title)
 
 
 def write_orbit(path: Path, orbits: dict[int, list]) -> None:
@@ -155,12 +160,5 @@ def write_orbit(path: Path, orbits: dict[int, list]) -> None:
             rows.append(np.concatenate([rearrange(refs, "v c h w -> h (v w) c").numpy(), gap,
                                         rearrange(views, "v c h w -> h (v w) c").numpy()], axis=1))
         rows.append(np.ones((GAP, rows[-1].shape[1], 3), dtype=np.float32))
-    grid = (np.concatenate(rows[:-1]) * 255).round().astype(np.uint8)
-    title_h = 14
-    img = Image.fromarray(grid).resize((grid.shape[1] * ZOOM, grid.shape[0] * ZOOM), Image.NEAREST)
-    canvas = Image.new("RGB", (img.width, img.height + title_h), "white")
-    ImageDraw.Draw(canvas).text((2, 1), "per scene: ground truth; generated from " +
-                                ", ".join(f"{n}" for n in counts) + " reference(s) (references at left)",
-                                fill="black")
-    canvas.paste(img, (0, title_h))
-    atomic_write(path, lambda p: canvas.save(p, format="PNG"))
+    _write_titled(path, np.concatenate(rows[:-1]), "per scene: ground truth; generated from " +
+                  ", ".join(f"{n}" for n in counts) + " reference(s) (references at left)")

@@ -228,14 +228,13 @@ def make_pixel_head(cfg: TransformerConfig) -> PixelHead | None:
     return PixelHead(cfg.pixel_head, cfg.in_channels, cfg.pixel_head) if cfg.pixel_head else None
 
 
-def apply_pixel_head(head: PixelHead | None, out: Tensor, z: Tensor, where: Tensor | None = None) -> Tensor:
-    """out (*lead, C + F, H, W) unpatchified last layer, z (*lead, C, H, W), where (*lead) bool or None
-    (everywhere) -> (*lead, C, H, W): the first C channels, plus head(other F, z) where `where`."""
+def apply_pixel_head(head: PixelHead | None, out: Tensor, z: Tensor, where: Tensor) -> Tensor:
+    """out (*lead, C + F, H, W) unpatchified last layer, z (*lead, C, H, W), where (*lead) bool (the
+    generated frames) -> (*lead, C, H, W): the first C channels, plus head(other F, z) where `where`."""
     if head is None:
         return out
     channels = z.shape[-3]
     out, feats = out[..., :channels, :, :], out[..., channels:, :, :]
-    where = torch.ones(z.shape[:-3], dtype=torch.bool, device=z.device) if where is None else where
     mask = where.reshape(*where.shape, 1, 1, 1)
     return out.masked_scatter(mask, out[where] + head(feats[where], z[where]))
 
