@@ -47,11 +47,13 @@ def sacct_states(job_ids: list[str], env: dict[str, str]) -> dict[str, str]:
 
 
 def final_states(job_ids: list[str], env: dict[str, str], timeout: float = 60) -> dict[str, str]:
-    """`sacct_states` once every job has left RUNNING/COMPLETING (a job's result file is written
-    before its processes exit), or as they are after `timeout` seconds."""
+    """`sacct_states` once accounting lists every job and none is PENDING/RUNNING/COMPLETING (a job's
+    result file is written before its processes exit, and sacct may not list a job yet), or as they
+    are after `timeout` seconds."""
     deadline = time.monotonic() + timeout
     while True:
         states = sacct_states(job_ids, env)
-        if time.monotonic() > deadline or not {"PENDING", "RUNNING", "COMPLETING"} & set(states.values()):
+        settled = set(job_ids) <= states.keys() and not {"PENDING", "RUNNING", "COMPLETING"} & set(states.values())
+        if settled or time.monotonic() > deadline:
             return states
         time.sleep(0.5)
