@@ -5,7 +5,9 @@
 Reads the run's composed config (`.hydra/config.yaml`) and the EMA weights of its newest checkpoint,
 prints a table and writes `diagnose.json` into the run directory. `--restart` also restarts the run's
 sampler from the ground truth noised to t0 (SDEdit; PSNR / SSIM per t0) and writes `restart.png`:
-row 0 the ground truth of each item's first target, then one row per t0.
+row 0 the ground truth of each item's first target, then one row per t0. `--same-pose` samples
+every target at its item's first reference's pose (PSNR / SSIM beside the true targets') and writes
+`same_pose.png`: can the model carry a reference's content to a camera it already sees?
 """
 import argparse
 import json
@@ -21,7 +23,7 @@ from safetensors.torch import load_model  # noqa: E402
 from seqrender.experiments.checkpoint import latest_checkpoint  # noqa: E402
 from seqrender.experiments.config import ConfigError, validate_config  # noqa: E402
 from seqrender.experiments.configstore import prepare_registry  # noqa: E402
-from seqrender.experiments.diagnose import MODES, error_by_t, restart_from_truth  # noqa: E402
+from seqrender.experiments.diagnose import MODES, error_by_t, restart_from_truth, same_pose_check  # noqa: E402
 from seqrender.experiments.job import load_split  # noqa: E402
 from seqrender.experiments.report import write_image_grid  # noqa: E402
 from seqrender.experiments.train import build_model  # noqa: E402
@@ -37,6 +39,7 @@ def main() -> int:
     parser.add_argument("--setting", default="3->1")
     parser.add_argument("--items", type=int, default=96)
     parser.add_argument("--restart", action="store_true", help="also restart the sampler from noised ground truth")
+    parser.add_argument("--same-pose", action="store_true", help="also sample every target at its first reference's pose")
     args = parser.parse_args()
     config_file = args.run_dir / ".hydra" / "config.yaml"
     ckpt = latest_checkpoint(args.run_dir / "checkpoints")
@@ -70,6 +73,16 @@ def main() -> int:
         rows = f"rows: ground truth, then restarted from t0 = {', '.join(f'{t:.2f}' for t in used)}"
         write_image_grid(args.run_dir / "restart.png", images[:, :RESTART_PICTURE_ITEMS], title=rows)
         print(f"wrote {args.run_dir / 'restart.png'} ({rows})")
+    if args.same_pose:
+        scores, images = same_pose_check(model, cfg, load_split(cfg, "heldout"), args.setting, items=args.items,
+                                         seed=cfg.eval.seed)
+        print("the run's sampler with every target at its first reference's pose (a copy would score inf / 1):")
+        for name, s in scores.items():
+            print(f"  {name:9s}  {s['psnr']:6.2f} / {s['ssim']:.3f}")
+        out["same_pose"] = scores
+        title = "rows: first reference, then the first target sampled at that reference's pose"
+        write_image_grid(args.run_dir / "same_pose.png", images[:, :RESTART_PICTURE_ITEMS], title=title)
+        print(f"wrote {args.run_dir / 'same_pose.png'} ({title})")
     (args.run_dir / "diagnose.json").write_text(json.dumps(out, indent=1) + "\n")
     return 0
 

@@ -128,9 +128,8 @@ def test_velocity_error_modes_of_a_reference_copying_model():
         assert err == pytest.approx(float((x / t).pow(2).mean()), rel=1e-5)
 
 
-def test_restart_from_truth_starts_on_the_noised_truth_at_a_step_of_the_schedule():
-    """A model whose velocity is 0 leaves the start state as it is: the restarted targets are
-    (1 − t0)·x + t0·ε mapped to [0, 1], with t0 the schedule's nearest step."""
+def _kaleido_config():
+    """The composed, validated main-job config with a 6-step schedule and CFG 2."""
     from pathlib import Path
 
     from hydra import compose, initialize_config_dir
@@ -138,13 +137,20 @@ def test_restart_from_truth_starts_on_the_noised_truth_at_a_step_of_the_schedule
 
     from seqrender.experiments.cli import before_compose
     from seqrender.experiments.config import validate_config
-    from seqrender.experiments.diagnose import restart_from_truth
 
     before_compose([])
     configs = Path(__file__).resolve().parents[1] / "experiments" / "configs"
     with initialize_config_dir(config_dir=str(configs), version_base="1.3"):
-        cfg = validate_config(OmegaConf.to_container(compose(config_name="config", overrides=[
+        return validate_config(OmegaConf.to_container(compose(config_name="config", overrides=[
             "model=kaleido", "schedule.num_steps=6", "eval.guidance_scale=2.0"]), resolve=True))
+
+
+def test_restart_from_truth_starts_on_the_noised_truth_at_a_step_of_the_schedule():
+    """A model whose velocity is 0 leaves the start state as it is: the restarted targets are
+    (1 − t0)·x + t0·ε mapped to [0, 1], with t0 the schedule's nearest step."""
+    from seqrender.experiments.diagnose import restart_from_truth
+
+    cfg = _kaleido_config()
 
     class StandStill(torch.nn.Module):
         def forward(self, z, t, **kw):
@@ -167,3 +173,45 @@ def test_restart_from_truth_starts_on_the_noised_truth_at_a_step_of_the_schedule
         assert psnr == pytest.approx(float((-10 * torch.log10(mse)).mean()), rel=1e-4)
     with pytest.raises(ValueError, match="end of the schedule"):
         restart_from_truth(StandStill(), cfg, scenes, "3->1", starts=[0.0], items=4, seed=0)
+
+
+@pytest.mark.parametrize("setting", ["1->3", "3->1"])
+def test_at_first_reference_puts_every_target_on_its_first_reference(setting):
+    """Targets take the first reference's image, intrinsics and pose; references, mask and noise stay."""
+    from seqrender.experiments.diagnose import at_first_reference
+
+    scenes = _scenes()
+    scenes = SceneTensors(scenes.images, torch.rand(scenes.intrinsics.shape, generator=torch.Generator().manual_seed(1)),
+                          scenes.extrinsics)
+    for batch in eval_batches(scenes, setting, num_items=7, batch_size=4, seed=3):
+        moved = at_first_reference(batch)
+        assert torch.equal(moved.is_reference, batch.is_reference) and torch.equal(moved.noise, batch.noise)
+        for b in range(len(batch.images)):
+            first = int(batch.is_reference[b].int().argmax())
+            for v in range(batch.images.shape[1]):
+                source = v if batch.is_reference[b, v] else first
+                for field in ("images", "intrinsics", "extrinsics"):
+                    assert torch.equal(getattr(moved, field)[b, v], getattr(batch, field)[b, source]), (field, b, v)
+
+
+def test_same_pose_check_scores_a_model_that_copies_the_reference_at_the_same_pose():
+    """A model whose velocity leads each target to the reference with the same pose (and to 0 where
+    none has it) reproduces that reference in the same-pose check (SSIM 1), and not on the true targets."""
+    from seqrender.experiments.diagnose import same_pose_check
+
+    class CopySamePose(torch.nn.Module):
+        def forward(self, z, t, *, is_reference, extrinsics, **kw):
+            same = (extrinsics[:, :, None] - extrinsics[:, None]).abs().amax((-1, -2)) < 1e-6   # (B, V, V)
+            use = (same & is_reference[:, None]).to(z.dtype)                                    # target v <- ref r
+            use = use / use.sum(-1, keepdim=True).clamp_min(1)
+            x_hat = torch.einsum("bvr,brchw->bvchw", use, z)
+            return (z - x_hat) / t[:, None, None, None, None]          # z_t = (1 − t)x + tε ⇒ ε − x = (z_t − x)/t
+
+    scenes = _scenes(num=4, views=6)
+    scenes = SceneTensors(torch.rand(scenes.images.shape, generator=torch.Generator().manual_seed(0)),
+                          scenes.intrinsics, scenes.extrinsics)
+    scores, images = same_pose_check(CopySamePose(), _kaleido_config(), scenes, "3->1", items=5, seed=0)
+    assert scores["same_pose"]["ssim"] > 0.9999 and scores["same_pose"]["psnr"] > 60
+    assert scores["true"]["ssim"] < 0.5
+    assert images.shape == (2, 5, 3, 8, 8)
+    torch.testing.assert_close(images[1], images[0], rtol=0, atol=1e-5)

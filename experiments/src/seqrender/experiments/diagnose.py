@@ -11,7 +11,11 @@ references at that noise level.
 solver, guidance) from the targets' ground truth noised to t0, for several t0 on the schedule
 (SDEdit). Up to the t0 where the restarts still give clean views, the model's low-noise steps are
 sound; the first t0 whose restarts look like full samples is where the artefacts are made.
-Run: `python experiments/diagnose.py RUN_DIR [--items N] [--restart]`.
+`same_pose_check` asks whether the model renders from its references at all: every target is put at
+its item's first reference (image, intrinsics and pose), so nothing in it is unseen and a model that
+carries the references' content to the target's camera reproduces that reference. A score near the
+true targets' says the references fix colours and layout but their detail does not reach the target.
+Run: `python experiments/diagnose.py RUN_DIR [--items N] [--restart] [--same-pose]`.
 """
 from __future__ import annotations
 
@@ -56,6 +60,12 @@ def error_by_t(model: nn.Module, scenes: SceneTensors, setting: str, *, ts: list
     return out
 
 
+def first_view(batches: list[EvalBatch], per_batch: list[Tensor], *, reference: bool = False) -> Tensor:
+    """[(b, V, C, H, W) per batch] -> (N, C, H, W): each item's first target view (or first reference)."""
+    return torch.cat([imgs[torch.arange(len(imgs)), (b.is_reference == reference).int().argmax(1)]
+                      for b, imgs in zip(batches, per_batch)])
+
+
 def restart_from_truth(model: nn.Module, cfg: RunConfig, scenes: SceneTensors, setting: str, *,
                        starts: list[float], items: int, seed: int, batch_size: int = 16):
     """Sample the targets from z_t0 = (1 − t0)·x + t0·ε with the rest of the run's schedule.
@@ -67,12 +77,7 @@ def restart_from_truth(model: nn.Module, cfg: RunConfig, scenes: SceneTensors, s
     full = cfg.schedule.build()
     batches = list(eval_batches(scenes, setting, num_items=items, batch_size=batch_size, seed=seed))
 
-    def first_target(per_batch: list[Tensor]) -> Tensor:
-        """[(b, V, C, H, W) per batch] -> (N, C, H, W): each item's first target view."""
-        return torch.cat([imgs[torch.arange(len(imgs)), (~b.is_reference).int().argmax(1)]
-                          for b, imgs in zip(batches, per_batch)])
-
-    used, scores, rows = [], {"psnr": [], "ssim": []}, [first_target([b.images for b in batches])]
+    used, scores, rows = [], {"psnr": [], "ssim": []}, [first_view(batches, [b.images for b in batches])]
     for t0 in starts:
         tail = full[int((full - t0).abs().argmin()):]
         if len(tail) < 2:
@@ -84,5 +89,43 @@ def restart_from_truth(model: nn.Module, cfg: RunConfig, scenes: SceneTensors, s
         used.append(start)
         for name in scores:
             scores[name].append(float(per_item[name].mean()))
-        rows.append(first_target(preds))
+        rows.append(first_view(batches, preds))
     return used, scores, torch.stack(rows)
+
+
+def at_first_reference(batch: EvalBatch) -> EvalBatch:
+    """The batch with every target view replaced by its item's first reference: image, intrinsics and
+    pose (references, noise and the reference mask unchanged). Needs posed views (no clip times)."""
+    if batch.times is not None:
+        raise ValueError("the same-pose check needs posed views; this dataset positions its frames by time")
+    first = batch.is_reference.int().argmax(1)                                   # (B,)
+    rows = torch.arange(len(first))
+
+    def put(x: Tensor) -> Tensor:
+        """(B, V, ...) -> same, target views set to the first reference's."""
+        is_target = (~batch.is_reference).view(*batch.is_reference.shape, *[1] * (x.dim() - 2))
+        return torch.where(is_target, x[rows, first][:, None], x)
+
+    return dataclasses.replace(batch, images=put(batch.images), intrinsics=put(batch.intrinsics),
+                               extrinsics=put(batch.extrinsics))
+
+
+def same_pose_check(model: nn.Module, cfg: RunConfig, scenes: SceneTensors, setting: str, *, items: int,
+                    seed: int, batch_size: int = 16):
+    """The run's sampler on the held-out items as they are ("true") and with every target at its
+    first reference ("same_pose", see `at_first_reference`).
+
+    Returns ({"true": {"psnr": mean over items, "ssim": ...}, "same_pose": {...}}, images (2, N, C, H, W):
+    row 0 each item's first reference, row 1 its first target sampled at that reference's pose)."""
+    model.eval()
+    method = model_method(model, cfg)
+    batches = list(eval_batches(scenes, setting, num_items=items, batch_size=batch_size, seed=seed))
+    moved = [at_first_reference(b) for b in batches]
+    out = {}
+    for name, bs in (("true", batches), ("same_pose", moved)):
+        per_item, preds = score(method, bs)
+        out[name] = {k: float(v.mean()) for k, v in per_item.items()}
+
+    references = first_view(moved, [b.images for b in moved], reference=True)
+    samples = first_view(moved, preds)                                  # preds: the same-pose items'
+    return out, torch.stack([references, samples])
