@@ -55,7 +55,8 @@ def main() -> int:
         return 2
     model = build_model(cfg)
     load_model(model, str(ckpt / "ema.safetensors"))
-    errors = error_by_t(model, load_split(cfg, "heldout"), args.setting, ts=TS, items=args.items,
+    heldout = load_split(cfg, "heldout")                       # loaded once, shared by every check
+    errors = error_by_t(model, heldout, args.setting, ts=TS, items=args.items,
                         seed=cfg.eval.seed)
     print(f"velocity MSE on {args.setting} targets ({args.items} held-out items, {ckpt.name}, EMA)")
     print("   t   " + "".join(f"{m:>10}" for m in MODES))
@@ -63,7 +64,7 @@ def main() -> int:
         print(f"  {t:.2f} " + "".join(f"{errors[m][i]:10.4f}" for m in MODES))
     out = {"setting": args.setting, "items": args.items, "checkpoint": str(ckpt), "t": TS, "velocity_mse": errors}
     if args.restart:
-        used, scores, images = restart_from_truth(model, cfg, load_split(cfg, "heldout"), args.setting,
+        used, scores, images = restart_from_truth(model, cfg, heldout, args.setting,
                                                   starts=RESTARTS, items=args.items, seed=cfg.eval.seed)
         print(f"sampler restarted from the ground truth noised to t0 ({cfg.schedule.name}, "
               f"guidance {cfg.eval.guidance_scale}): PSNR / SSIM")
@@ -74,7 +75,7 @@ def main() -> int:
         write_image_grid(args.run_dir / "restart.png", images[:, :RESTART_PICTURE_ITEMS], title=rows)
         print(f"wrote {args.run_dir / 'restart.png'} ({rows})")
     if args.same_pose:
-        scores, images = same_pose_check(model, cfg, load_split(cfg, "heldout"), args.setting, items=args.items,
+        scores, images = same_pose_check(model, cfg, heldout, args.setting, items=args.items,
                                          seed=cfg.eval.seed)
         print("the run's sampler with every target at its first reference's pose (a copy would score inf / 1):")
         for name, s in scores.items():

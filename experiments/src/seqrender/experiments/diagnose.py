@@ -76,7 +76,6 @@ def restart_from_truth(model: nn.Module, cfg: RunConfig, scenes: SceneTensors, s
     model.eval()
     full = cfg.schedule.build()
     batches = list(eval_batches(scenes, setting, num_items=items, batch_size=batch_size, seed=seed))
-
     used, scores, rows = [], {"psnr": [], "ssim": []}, [first_view(batches, [b.images for b in batches])]
     for t0 in starts:
         tail = full[int((full - t0).abs().argmin()):]
