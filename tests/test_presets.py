@@ -1,7 +1,7 @@
 """The paper's presets `preset=kaleido_s|kaleido_m|kaleido_l` (Kaleido Table 1) and the SLURM
 launcher preset for N nodes × 8 GPUs: composed by Hydra, validated, sized against Table 1 on the
 meta device, and a depth-reduced Kaleido-S trained for two steps through the real training loop
-(VAE latents, DINOv2 features, V = 12)."""
+(VAE latents, DINOv2 features, V = 12); `preset=kaleido_long` is the main job with more steps."""
 import json
 from pathlib import Path
 
@@ -133,3 +133,22 @@ def _recording_call(hook):
         return original(self, *args, **kwargs)
 
     return call
+
+
+def _flat(node, prefix=""):
+    """Nested dict -> {"a.b.c": leaf}."""
+    if not isinstance(node, dict):
+        return {prefix: node}
+    return {k: v for key, value in node.items() for k, v in _flat(value, f"{prefix}.{key}".lstrip(".")).items()}
+
+
+def test_kaleido_long_is_the_main_job_trained_longer():
+    """README: `preset=kaleido_long` is the main job's recipe with more steps and milestones only, so
+    its table reads as quality against training compute. Compared on the composed configs."""
+    main = _flat(OmegaConf.to_container(composed(), resolve=True))
+    long = _flat(OmegaConf.to_container(composed("preset=kaleido_long"), resolve=True))
+    changed = {key for key in main.keys() | long.keys() if main.get(key) != long.get(key)}
+    assert changed == {"trainer.steps", "trainer.checkpoint_every", "eval.milestones"}
+    assert long["trainer.steps"] > main["trainer.steps"]
+    assert all(0 < m < long["trainer.steps"] for m in long["eval.milestones"])
+    run_config("preset=kaleido_long")  # validates
