@@ -135,20 +135,15 @@ def _recording_call(hook):
     return call
 
 
-def _flat(node, prefix=""):
-    """Nested dict -> {"a.b.c": leaf}."""
-    if not isinstance(node, dict):
-        return {prefix: node}
-    return {k: v for key, value in node.items() for k, v in _flat(value, f"{prefix}.{key}".lstrip(".")).items()}
-
 
 def test_kaleido_long_is_the_main_job_trained_longer():
     """README: `preset=kaleido_long` is the main job's recipe with more steps and milestones only, so
-    its table reads as quality against training compute. Compared on the composed configs."""
-    main = _flat(OmegaConf.to_container(composed(), resolve=True))
-    long = _flat(OmegaConf.to_container(composed("preset=kaleido_long"), resolve=True))
+    its table reads as quality against training compute. Compared on the validated configs, flattened
+    as the checkpoint manifest and resume see them."""
+    from seqrender.experiments.resume import flat_config
+
+    main, long = flat_config(run_config()), flat_config(run_config("preset=kaleido_long"))
     changed = {key for key in main.keys() | long.keys() if main.get(key) != long.get(key)}
     assert changed == {"trainer.steps", "trainer.checkpoint_every", "eval.milestones"}
     assert long["trainer.steps"] > main["trainer.steps"]
     assert all(0 < m < long["trainer.steps"] for m in long["eval.milestones"])
-    run_config("preset=kaleido_long")  # validates
