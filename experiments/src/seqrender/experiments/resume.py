@@ -47,14 +47,15 @@ def flat_config(cfg: RunConfig) -> dict[str, Any]:
     for kind in ("model", "posenc", "sampler", "schedule", "solver", "dataset"):
         component = getattr(cfg, kind)
         nested[kind] = {"name": component.name, **dataclasses.asdict(component.config)}
-    return json.loads(json.dumps(_flatten(nested)))  # tuples -> lists, as read back from a manifest
+    return json.loads(json.dumps(flatten(nested)))  # tuples -> lists, as read back from a manifest
 
 
-def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """A nested dict under dotted keys: {"a": {"b": 1}} -> {"a.b": 1}."""
     flat: dict[str, Any] = {}
     for key, value in tree.items():
         if isinstance(value, dict):
-            flat.update(_flatten(value, f"{prefix}{key}."))
+            flat.update(flatten(value, f"{prefix}{key}."))
         else:
             flat[f"{prefix}{key}"] = value
     return flat

@@ -4,6 +4,11 @@ A job is `<sweep dir>/<n>/` with Hydra's `.hydra/{overrides,config,hydra}.yaml` 
 `metrics.json`. Each finished job gives one `Entry` per arm it scored: normally one, the "trained" row
 of every eval setting; with `eval.schedules` one per schedule (the `"schedules"` section), the
 schedule being the arm. Failed or unfinished jobs are listed as skipped, with their reason.
+
+Shared baselines (`borrow_baselines`): the paper's choice is often the same configuration in several
+sweeps (gta / exponential / mode / linear-quadratic / window 8 in every Kaleido table), so a sweep may
+leave its baseline arm out and take it from another sweep's jobs. A borrowed job must have the
+sweep's resolved config except for the swept keys (and seed); its arm is its value of those keys.
 """
 from __future__ import annotations
 
@@ -14,6 +19,7 @@ from pathlib import Path
 import yaml
 
 from seqrender.experiments.failures import UserError, read_error
+from seqrender.experiments.resume import flatten
 
 METRICS = "metrics.json"
 
@@ -29,6 +35,7 @@ class Entry:
     arm: dict[str, str]
     seed: int
     scores: dict[str, dict]
+    borrowed: bool = False  # taken from another sweep as a shared baseline (`borrow_baselines`)
 
 
 @dataclass(frozen=True)
@@ -39,15 +46,18 @@ class Sweep:
     entries: list[Entry]
     experiment: str | None
     skipped: list[tuple[Path, str]]
+    baseline_dirs: tuple[Path, ...] = ()  # where borrowed entries came from
+    not_borrowed: tuple[tuple[Path, str], ...] = ()  # (job, why) of the baseline dirs' jobs that did not fit
+
+    @property
+    def own(self) -> list[Entry]:
+        """The entries of the sweep's own jobs (not borrowed)."""
+        return [e for e in self.entries if not e.borrowed]
 
 
 def read_sweep(sweep_dir: Path) -> Sweep:
     """All jobs under `sweep_dir` (directories holding `.hydra/overrides.yaml`), in job order."""
-    if not sweep_dir.is_dir():
-        raise UserError(f"{sweep_dir}: not a directory (give the sweep dir of `run.py -m ...`)")
-    jobs = sorted((p.parent.parent for p in sweep_dir.glob("**/.hydra/overrides.yaml")), key=_job_order)
-    if not jobs:
-        raise UserError(f"{sweep_dir}: no sweep jobs found (no */.hydra/overrides.yaml)")
+    jobs = _jobs(sweep_dir)
     entries, skipped, experiments = [], [], set()
     for job in jobs:
         found, reason = _job_entries(job)
@@ -62,6 +72,95 @@ def read_sweep(sweep_dir: Path) -> Sweep:
         names = ", ".join(sorted(map(str, experiments)))
         raise UserError(f"{sweep_dir}: jobs of different experiments ({names}); summarise one sweep at a time")
     return Sweep(entries, experiments.pop(), skipped)
+
+
+_MISSING = object()
+
+
+def borrow_baselines(sweep: Sweep, dirs: list[Path]) -> Sweep:
+    """`sweep` plus the finished jobs under `dirs` (other sweeps or run dirs) whose resolved config equals
+    the sweep's but for its swept keys and seed, each an arm labelled by its values of those keys. Jobs
+    that differ elsewhere, are unfinished, or repeat an (arm, seed) the sweep has go to `not_borrowed`."""
+    reference = _job_config(sweep.own[0].job)
+    keys = swept_keys(sweep)
+    have = {(tuple(sorted(e.arm.items())), e.seed) for e in sweep.entries}
+    entries, rejected = list(sweep.entries), list(sweep.not_borrowed)
+    for folder in dirs:
+        jobs = _jobs(folder)
+        found, before = [], len(rejected)
+        for job in jobs:
+            entry, reason = _borrowed_entry(job, keys, reference, sweep.own[0].overrides)
+            if entry and (tuple(sorted(entry.arm.items())), entry.seed) in have:
+                arm = ", ".join(f"{k}={entry.arm[k]}" for k in keys)
+                entry, reason = None, f"this sweep already has {arm} with seed {entry.seed}"
+            if entry:
+                found.append(entry)
+                have.add((tuple(sorted(entry.arm.items())), entry.seed))
+            else:
+                rejected.append((job, reason))
+        if not found:
+            raise UserError(f"{folder}: no finished job fits as a baseline of this sweep (its config must "
+                            f"equal the sweep's but for {', '.join(keys) or 'nothing'} and seed)"
+                            + (f"; {rejected[before][0].name}: {rejected[before][1]}" if len(rejected) > before else "")
+                            + (f" (and {len(rejected) - before - 1} more jobs)" if len(rejected) > before + 1 else ""))
+        entries += found
+    return Sweep(entries, sweep.experiment, sweep.skipped, sweep.baseline_dirs + tuple(dirs), tuple(rejected))
+
+
+def swept_keys(sweep: Sweep) -> tuple[str, ...]:
+    """The sweep's arm keys: its `hydra.sweeper.params` and any override that varies across its own
+    jobs, seed excluded, in first-seen order."""
+    keys = []
+    for entry in sweep.own:
+        keys += list((_hydra(entry.job).get("sweeper", {}) or {}).get("params", {}) or {})
+    jobs = sweep.own
+    keys += [k for e in jobs for k in e.overrides if len({j.overrides.get(k) for j in jobs}) > 1]
+    return tuple(k for k in dict.fromkeys(keys) if k != "seed")
+
+
+def _borrowed_entry(job: Path, keys: tuple[str, ...], reference: dict, like: dict[str, str]):
+    """(Entry, None) for a borrowable job, else (None, why not)."""
+    found, reason = _job_entries(job)
+    if reason or len(found) != 1:
+        return None, reason or "it scored several arms (eval.schedules)"
+    config = _job_config(job)
+    covered = lambda k: k == "seed" or any(k == s or k.startswith(s + ".") for s in keys)  # noqa: E731
+    differ = [k for k in sorted(set(config) | set(reference))
+              if config.get(k, _MISSING) != reference.get(k, _MISSING) and not covered(k)]
+    if differ:
+        k = differ[0]
+        return None, (f"its config differs in {k} ({config.get(k, 'unset')} vs the sweep's "
+                      f"{reference.get(k, 'unset')})" + (f" and {len(differ) - 1} more" if len(differ) > 1 else ""))
+    choices = _choices(job)
+    arm = dict(like)   # a run of this sweep with the borrowed job's swept values (its config says so)
+    for key in keys:
+        value = choices[key] if key in choices else config.get(key, _MISSING)
+        if value is _MISSING:
+            return None, f"it has no value for the swept key {key}"
+        text = like.get(key)   # the sweep's own spelling when it means the same value
+        arm[key] = text if text is not None and yaml.safe_load(text) == value else _spelled(value)
+    entry = found[0]
+    arm["seed"] = str(entry.seed)
+    return Entry(job, entry.overrides, arm, entry.seed, entry.scores, borrowed=True), None
+
+
+def _spelled(value) -> str:
+    """A config value as it would be written on the command line."""
+    return yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("\n...").strip()
+
+
+def _job_config(job: Path) -> dict:
+    """The job's resolved `.hydra/config.yaml` under dotted keys."""
+    return flatten(_config(job))
+
+
+def _jobs(folder: Path) -> list[Path]:
+    if not folder.is_dir():
+        raise UserError(f"{folder}: not a directory (give a sweep dir or a run dir)")
+    jobs = sorted((p.parent.parent for p in folder.glob("**/.hydra/overrides.yaml")), key=_job_order)
+    if not jobs:
+        raise UserError(f"{folder}: no jobs found (no */.hydra/overrides.yaml)")
+    return jobs
 
 
 def _job_order(job: Path) -> tuple:
@@ -105,9 +204,10 @@ def _config(job: Path) -> dict:
     return (yaml.safe_load(path.read_text()) or {}) if path.is_file() else {}
 
 
-def _choices(job: Path) -> dict:
+def _hydra(job: Path) -> dict:
     path = job / ".hydra" / "hydra.yaml"
-    if not path.is_file():
-        return {}
-    hydra = (yaml.safe_load(path.read_text()) or {}).get("hydra", {})
-    return hydra.get("runtime", {}).get("choices", {}) or {}
+    return ((yaml.safe_load(path.read_text()) or {}).get("hydra", {}) or {}) if path.is_file() else {}
+
+
+def _choices(job: Path) -> dict:
+    return _hydra(job).get("runtime", {}).get("choices", {}) or {}

@@ -9,7 +9,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from seqrender.experiments.ablations.collect import Sweep  # noqa: E402
-from seqrender.experiments.ablations.summary import METRICS, Score, Summary  # noqa: E402
+from seqrender.experiments.ablations.summary import METRICS, Score, Summary, arm_label  # noqa: E402
 from seqrender.experiments.checkpoint import atomic_write  # noqa: E402
 
 DIGITS = {"psnr": 2, "ssim": 3}
@@ -36,9 +36,17 @@ def markdown(summary: Summary, sweep: Sweep, sweep_dir: Path, chart: str) -> str
     """The whole summary page: provenance, scores per arm, verdicts against the paper, the chart."""
     settings = settings_of(summary)
     lines = [f"# {summary.name}" + (f": {summary.paper.source}" if summary.paper else ""), "",
-             f"Sweep `{sweep_dir}`: {_count(len({e.job for e in sweep.entries}), 'finished job')}; swept "
-             f"{', '.join(f'`{k}`' for k in summary.keys) or 'nothing'}.", "",
-             "Command (rebuilt from the jobs' overrides):", "", "```bash", summary.command, "```", ""]
+             f"Sweep `{sweep_dir}`: {_count(len({e.job for e in sweep.own}), 'finished job')}; swept "
+             f"{', '.join(f'`{k}`' for k in summary.keys) or 'nothing'}.", ""]
+    borrowed = [e for e in sweep.entries if e.borrowed]
+    if borrowed:
+        arms = ", ".join(dict.fromkeys(arm_label(e, summary.keys) for e in borrowed))
+        lines += [f"Shared baseline: {_count(len({e.job for e in borrowed}), 'job')} borrowed from "
+                  + ", ".join(f"`{d}`" for d in sweep.baseline_dirs) + f" (arm {arms}); their configs equal "
+                  "this sweep's but for the swept keys, so they pair with its jobs by seed."
+                  + (f" {_count(len(sweep.not_borrowed), 'other job')} there did not fit (first: "
+                     f"`{sweep.not_borrowed[0][0]}`, {sweep.not_borrowed[0][1]})." if sweep.not_borrowed else ""), ""]
+    lines += ["Command (rebuilt from the jobs' overrides):", "", "```bash", summary.command, "```", ""]
     lines += [f"- skipped `{job}`: {reason}" for job, reason in sweep.skipped]
     lines += ["", "Trained model (EMA), mean [95 % interval]; intervals: "
               + "; ".join(sorted({a.interval for a in summary.arms})) + ".", ""]

@@ -83,7 +83,7 @@ def summarise_sweep(sweep: Sweep) -> Summary:
     if paper is None or keys != (paper.key,):
         paper = None
     verdicts = compare(arms, paper) if paper else []
-    return Summary(sweep.experiment or "sweep", keys, arms, verdicts, paper, command(sweep.entries))
+    return Summary(sweep.experiment or "sweep", keys, arms, verdicts, paper, command(sweep.own))
 
 
 def varying_keys(entries: list[Entry]) -> tuple[str, ...]:
