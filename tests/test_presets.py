@@ -135,7 +135,6 @@ def _recording_call(hook):
     return call
 
 
-
 def test_kaleido_long_is_the_main_job_trained_longer():
     """README: `preset=kaleido_long` is the main job's recipe with more steps and milestones only, so
     its table reads as quality against training compute. Compared on the validated configs, flattened

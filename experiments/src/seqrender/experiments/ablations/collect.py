@@ -110,12 +110,14 @@ def borrow_baselines(sweep: Sweep, dirs: list[Path]) -> Sweep:
 def swept_keys(sweep: Sweep) -> tuple[str, ...]:
     """The sweep's arm keys: its `hydra.sweeper.params` and any override that varies across its own
     jobs, seed excluded, in first-seen order."""
-    keys = []
-    for entry in sweep.own:
-        keys += list((_hydra(entry.job).get("sweeper", {}) or {}).get("params", {}) or {})
-    jobs = sweep.own
-    keys += [k for e in jobs for k in e.overrides if len({j.overrides.get(k) for j in jobs}) > 1]
-    return tuple(k for k in dict.fromkeys(keys) if k != "seed")
+    params = [k for e in sweep.own for k in (_hydra(e.job).get("sweeper", {}) or {}).get("params", {}) or {}]
+    return tuple(k for k in dict.fromkeys(params + list(varying_keys(sweep.own))) if k != "seed")
+
+
+def varying_keys(entries: list[Entry]) -> tuple[str, ...]:
+    """Arm keys whose value is not the same in every entry, seed excluded, in first-seen order."""
+    keys = list(dict.fromkeys(k for e in entries for k in e.arm))
+    return tuple(k for k in keys if k != "seed" and len({e.arm.get(k) for e in entries}) > 1)
 
 
 def _borrowed_entry(job: Path, keys: tuple[str, ...], reference: dict, like: dict[str, str]):

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from seqrender.experiments import stats
-from seqrender.experiments.ablations.collect import Entry, Sweep
+from seqrender.experiments.ablations.collect import Entry, Sweep, varying_keys
 from seqrender.experiments.ablations.paper import PAPER, PaperAblation, paper_direction
 
 METRICS = ("psnr", "ssim")
@@ -84,12 +84,6 @@ def summarise_sweep(sweep: Sweep) -> Summary:
         paper = None
     verdicts = compare(arms, paper) if paper else []
     return Summary(sweep.experiment or "sweep", keys, arms, verdicts, paper, command(sweep.own))
-
-
-def varying_keys(entries: list[Entry]) -> tuple[str, ...]:
-    """Override keys whose value is not the same in every entry, seed excluded, in first-seen order."""
-    keys = list(dict.fromkeys(k for e in entries for k in e.arm))
-    return tuple(k for k in keys if k != "seed" and len({e.arm.get(k) for e in entries}) > 1)
 
 
 def arm_label(entry: Entry, keys: tuple[str, ...]) -> str:
