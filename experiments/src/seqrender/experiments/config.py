@@ -37,6 +37,7 @@ class TrainerConfig(_Strict):
     batch_size: int = Field(gt=0)
     views: int = Field(ge=2)
     lr: float = Field(gt=0)
+    optimizer: Literal["adamw", "muon"] = "adamw"  # muon: Muon on the blocks' matrices, AdamW on the rest (.optim)
     weight_decay: float = Field(ge=0)
     warmup_steps: int = Field(ge=0)
     min_lr_ratio: float = Field(ge=0, le=1)
@@ -80,6 +81,13 @@ class TrainerConfig(_Strict):
     def _accumulation_divides_batch(self) -> "TrainerConfig":
         if self.batch_size % self.grad_accum:
             raise ValueError(f"grad_accum={self.grad_accum} must divide batch_size={self.batch_size}")
+        return self
+
+    @model_validator(mode="after")
+    def _muon_sees_whole_matrices(self) -> "TrainerConfig":
+        if self.optimizer == "muon" and self.sharding == "fsdp":
+            raise ValueError("optimizer=muon orthogonalises whole matrices; it cannot run on FSDP shards "
+                             "(use sharding=none or optimizer=adamw)")
         return self
 
     @model_validator(mode="after")

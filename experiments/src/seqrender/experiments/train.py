@@ -5,7 +5,7 @@ the loss (rectified-flow velocity loss on the generated part only: Kaleido's tar
 Each step draws its global batch from the task's `draw` (a pure function of seed, step and sample
 index); each process takes its slice. The loss is averaged per sample over its target
 tokens, then over samples, so DDP's gradient average over equal slices equals one process with the
-whole batch. AdamW + linear warmup + cosine decay, gradient clipping, an EMA of the weights (used
+whole batch. AdamW (or Muon, `.optim`) + linear warmup + cosine decay, gradient clipping, an EMA of the weights (used
 for evaluation), atomic checkpoints every `trainer.checkpoint_every` steps and a resume from the
 newest usable one (`seqrender.experiments.resume`). `stop_requested()` is polled once per step: when
 true the run checkpoints and returns status "preempted" (SLURM requeue, Ctrl-C). A step whose loss or
@@ -37,6 +37,7 @@ from seqrender.experiments.config import RunConfig, TrainerConfig
 from seqrender.experiments.failures import RunError
 from seqrender.experiments.init_from import init_from
 from seqrender.experiments.latent import with_latents
+from seqrender.experiments.optim import build_optimizer
 from seqrender.experiments.resume import flat_config, resume, set_aside
 from seqrender.experiments.precision import ACCELERATE_PRECISION, enable_cpu_fp16, probe_max_activations
 from seqrender.experiments import sharding
@@ -96,7 +97,7 @@ def train(cfg: RunConfig, scenes, *, run_dir: Path,
         checkpoint_blocks(model)
     if tc.compile:
         model.compile(backend=tc.compile_backend)  # in place: same module, same state-dict keys (checkpoints, EMA)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=tc.lr, betas=tc.betas, weight_decay=tc.weight_decay)
+    optimizer = build_optimizer(model, name=tc.optimizer, lr=tc.lr, betas=tc.betas, weight_decay=tc.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(tc))
     ckpt_root = run_dir / "checkpoints"
     config = flat_config(cfg)

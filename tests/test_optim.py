@@ -1,0 +1,79 @@
+"""`seqrender.experiments.optim`: MuonAdamW's update equals torch's own `Muon` (Moonshot's RMS-matched
+step) on the hidden matrices and torch's `AdamW` on the rest; its Newton–Schulz orthogonalisation
+keeps the input's singular vectors (float64 SVD); the split between the two follows the model."""
+import pytest
+import torch
+
+from seqrender.experiments.optim import MuonAdamW, build_optimizer, hidden_matrices, orthogonalise
+from seqrender.models import FourReal, FourRealConfig, Kaleido, KaleidoConfig
+
+SHAPES = [(128, 344), (688, 128), (64, 64), (50,), (3, 8)]  # three Muon matrices; a vector and a matrix for AdamW
+
+
+def _train(make_optimizer, steps: int = 3) -> list[torch.Tensor]:
+    torch.manual_seed(0)
+    params = [torch.nn.Parameter(torch.randn(shape)) for shape in SHAPES]
+    optimizer = make_optimizer(params)
+    grads = torch.Generator().manual_seed(1)
+    for _ in range(steps):
+        for p in params:
+            p.grad = torch.randn(p.shape, generator=grads)
+        optimizer.step()
+    return [p.detach() for p in params]
+
+
+class _TorchPair:
+    """torch.optim.Muon (RMS-matched to AdamW) on the first three, torch.optim.AdamW on the others."""
+    def __init__(self, params, **kw):
+        self.muon = torch.optim.Muon(params[:3], lr=kw["lr"], weight_decay=kw["weight_decay"],
+                                     adjust_lr_fn="match_rms_adamw")
+        self.adamw = torch.optim.AdamW(params[3:], **kw)
+
+    def step(self):
+        self.muon.step()
+        self.adamw.step()
+
+
+def test_update_matches_torch_muon_and_adamw():
+    kw = dict(lr=1e-2, weight_decay=0.1, betas=(0.9, 0.99))
+    start = _train(lambda params: torch.optim.SGD(params, lr=0.0))
+    ours = _train(lambda params: MuonAdamW([{"params": params[:3], "muon": True},
+                                            {"params": params[3:], "muon": False}], **kw))
+    theirs = _train(lambda params: _TorchPair(params, **kw))
+    for shape, s, a, b in zip(SHAPES, start, ours, theirs):
+        moved = (b - s).abs().max()
+        assert moved > 1e-2, shape
+        if len(shape) == 2 and shape != (3, 8):
+            # torch orthogonalises in bf16 (8 bits of mantissa), ours in fp32
+            assert (a - b).abs().max() < 0.03 * moved, shape
+        else:
+            torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("shape", [(32, 96), (96, 32), (48, 48)])
+def test_orthogonalise_keeps_singular_vectors_and_flattens_values(shape):
+    gen = torch.Generator().manual_seed(2)
+    u0, _, vh0 = torch.linalg.svd(torch.randn(shape, dtype=torch.float64, generator=gen), full_matrices=False)
+    grad = u0 @ torch.diag(torch.logspace(1, 0, min(shape), dtype=torch.float64)) @ vh0  # singular values 10 ... 1
+    u, s, vh = torch.linalg.svd(grad, full_matrices=False)
+    out = orthogonalise(grad)
+    core = u.T @ out @ vh.T                                       # diagonal when the vectors are kept
+    diag = torch.diagonal(core)
+    assert (core - torch.diag(diag)).abs().max() < 1e-10
+    assert diag.min() > 0.5 and diag.max() < 1.5                  # the quintic's band around 1
+
+
+def test_groups_follow_the_model():
+    for model in (Kaleido(KaleidoConfig(in_channels=3, hidden=32, heads=2, kv_heads=1, layers=2)),
+                  FourReal(FourRealConfig(in_channels=3, hidden=32, heads=2, layers=2))):
+        optimizer = build_optimizer(model, name="muon", lr=1e-3, weight_decay=0.0, betas=(0.9, 0.99))
+        muon, other = (g["params"] for g in optimizer.param_groups)
+        names = {id(p): n for n, p in model.named_parameters()}
+        assert muon and all(names[id(p)].startswith("blocks.") and p.ndim == 2 for p in muon)
+        assert {id(p) for p in muon} == {id(p) for p in hidden_matrices(model)}
+        assert len(muon) + len(other) == len(list(model.parameters()))
+        assert not any(n.startswith("blocks.") and n.endswith("weight") and "norm" not in n
+                       and p.ndim == 2 for n, p in model.named_parameters() if id(p) in {id(q) for q in other})
+    with pytest.raises(ValueError, match="2-D"):
+        MuonAdamW([{"params": [torch.nn.Parameter(torch.zeros(3))], "muon": True}], lr=1e-3, weight_decay=0,
+                  betas=(0.9, 0.99))
