@@ -3,9 +3,11 @@
 
 One training step = the real loop's pieces: batch drawn by `batching.make_train_batch` from random
 scenes, `tasks.kaleido_views.flow_loss` forward + backward through `accumulation.accumulate_gradients`, gradient
-clipping and AdamW. Model FLOPs per step are counted with FlopCounterMode (matmuls + attention);
+clipping and the optimiser step (the main job's `trainer.optimizer`, Muon; AdamW in a comparison row).
+Model FLOPs per step are counted with FlopCounterMode (matmuls + attention);
 useful GFLOP/s ÷ this CPU's float32 matmul GFLOP/s measured in the same run is the utilisation.
-Rows: batch sizes (the main job uses 8) and, for batch 8, 1 thread. `--quick`: fewer steps.
+Rows: batch sizes (the main job uses 8) and, for batch 8, 1 thread (the main job's DDP ranks),
+with Muon and with AdamW. `--quick`: one row, fewer steps.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from seqrender.experiments.accumulation import accumulate_gradients
 from seqrender.experiments.batching import SceneTensors
 from seqrender.experiments.cli import before_compose
 from seqrender.experiments.config import validate_config
+from seqrender.experiments.optim import build_optimizer
 from seqrender.experiments.throughput import FlopCount, tokens_per_sample
 from seqrender.experiments.tasks import task_for
 from seqrender.experiments.train import build_model
@@ -49,11 +52,14 @@ def random_scenes(cfg, count: int = 16) -> SceneTensors:
     return SceneTensors(torch.rand(count, views, 3, res, res, generator=gen), intrinsics.clone(), extrinsics)
 
 
-def measure(batch_size: int, steps: int) -> dict:
-    """Median step time, FLOPs per step and tokens per sample of the main job's training step."""
+def measure(batch_size: int, steps: int, optimizer_name: str | None = None) -> dict:
+    """Median step time, FLOPs per step and tokens per sample of the main job's training step
+    (with `optimizer_name` instead of the main job's optimiser if given)."""
     cfg = main_job_config(batch_size)
+    tc = cfg.trainer
     model = build_model(cfg).train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.trainer.lr)
+    optimizer = build_optimizer(model, name=optimizer_name or tc.optimizer, lr=tc.lr, weight_decay=tc.weight_decay,
+                                betas=tc.betas)
     accelerator = Accelerator(cpu=True)
     task = task_for(cfg)
     draw, loss_fn = task.batches(cfg, random_scenes(cfg), cfg.sampler.build()), task.loss
@@ -74,7 +80,7 @@ def measure(batch_size: int, steps: int) -> dict:
         times.append(time.perf_counter() - start)
     seconds = sorted(times)[len(times) // 2]
     tokens = tokens_per_sample(draw(0, range(1)).x.shape, cfg.model.config.patch_size)
-    return {"seconds": seconds, "flops": flops, "tokens": tokens}
+    return {"seconds": seconds, "flops": flops, "tokens": tokens, "optimizer": optimizer_name or tc.optimizer}
 
 
 def main() -> None:
@@ -82,23 +88,26 @@ def main() -> None:
     warnings.simplefilter("ignore")
     steps = 3 if args.quick else 10
     threads = torch.get_num_threads()
-    cases = [(8, threads)] if args.quick else [(4, threads), (8, threads), (16, threads), (8, 1)]
+    cases = [(8, threads, None)] if args.quick else [(4, threads, None), (8, threads, None), (16, threads, None),
+                                                      (8, 1, None), (8, 1, "adamw")]
     rows = []
-    for batch_size, n_threads in cases:
+    for batch_size, n_threads, optimizer_name in cases:
         torch.set_num_threads(n_threads)
         rate = matmul_gflops()
-        m = measure(batch_size, steps)
+        m = measure(batch_size, steps, optimizer_name)
         useful = m["flops"] / m["seconds"] / 1e9
         rows.append({
-            "batch": batch_size, "threads": n_threads, "step s": m["seconds"],
+            "batch": batch_size, "threads": n_threads, "optimizer": m["optimizer"], "step s": m["seconds"],
             "samples/s": batch_size / m["seconds"], "tokens/s": batch_size * m["tokens"] / m["seconds"],
             "GFLOP/step": m["flops"] / 1e9, "useful GFLOP/s": useful, "matmul GFLOP/s": rate,
             "utilisation": useful / rate,
         })
     torch.set_num_threads(threads)
+    one_thread = {r["optimizer"]: r["step s"] for r in rows if r["batch"] == 8 and r["threads"] == 1}
+    extra = {"muon_step_over_adamw_step": one_thread["muon"] / one_thread["adamw"]} if len(one_thread) == 2 else {}
     report("Main-job training step (Kaleido, pixel space, CPU float32)", rows, json_path=args.json,
            model="main job: 4 blocks, hidden 128, 4/2 heads, GTA, 4 views of 32x32, 4x4 patches (64 tokens/view)",
-           goal="utilisation >= 0.5", omp_threads=os.environ.get("OMP_NUM_THREADS", "default"))
+           goal="utilisation >= 0.5", omp_threads=os.environ.get("OMP_NUM_THREADS", "default"), **extra)
 
 
 if __name__ == "__main__":

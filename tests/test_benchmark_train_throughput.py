@@ -18,7 +18,7 @@ def test_train_throughput_quick(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "| batch |" in proc.stdout
     (row,) = json.loads(out.read_text())["rows"]
-    assert row["batch"] == 8 and row["GFLOP/step"] > 0
+    assert row["batch"] == 8 and row["GFLOP/step"] > 0 and row["optimizer"] == "muon"  # the main job's
     assert row["samples/s"] == pytest.approx(8 / row["step s"])
     assert row["tokens/s"] == pytest.approx(row["samples/s"] * 4 * 8 * 8)
     assert row["useful GFLOP/s"] == pytest.approx(row["GFLOP/step"] / row["step s"])
