@@ -76,8 +76,9 @@ def test_grad_accum_equals_one_pass_over_the_batch(train_tiny):
 
 def test_muon_trains_and_resumes_exactly(train_tiny):
     """`trainer.optimizer=muon`: two steps (the zero-initialised output layer passes no gradient to the
-    blocks in the first) move the blocks' matrices unlike AdamW and every other parameter exactly like it; a run paused at a checkpoint and resumed (Muon momenta and AdamW moments
-    restored) ends bit-identical to an uninterrupted one."""
+    blocks in the first) move the blocks' matrices unlike AdamW and every other parameter exactly like
+    it; a run paused at a checkpoint and resumed (Muon momenta and AdamW moments restored) ends
+    bit-identical to an uninterrupted one; FSDP is refused."""
     first = {name: train_tiny(name, f"trainer.optimizer={name}", "trainer.steps=2", "trainer.checkpoint_every=2")[1]
              for name in ("adamw", "muon")}
     assert not torch.allclose(first["adamw"]["blocks.0.modulation.linear.weight"],
