@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 
 import torch
+from torch.optim.adam import adam
 from torch import nn
 
 # Keller Jordan's quintic coefficients (torch.optim.Muon's defaults)
@@ -65,7 +66,9 @@ class MuonAdamW(torch.optim.Optimizer):
     @staticmethod
     def _muon(p: torch.Tensor, state: dict, group: dict) -> None:
         grad, mu = p.grad, group["momentum"]
-        buf = state.setdefault("momentum_buffer", torch.zeros_like(p))
+        if "momentum_buffer" not in state:
+            state["momentum_buffer"] = torch.zeros_like(p)
+        buf = state["momentum_buffer"]
         buf.lerp_(grad, 1 - mu)
         update = orthogonalise(grad.lerp(buf, mu), group["ns_steps"])   # Nesterov
         p.mul_(1 - group["lr"] * group["weight_decay"])
@@ -73,16 +76,13 @@ class MuonAdamW(torch.optim.Optimizer):
 
     @staticmethod
     def _adamw(p: torch.Tensor, state: dict, group: dict) -> None:
-        grad, (beta1, beta2) = p.grad, group["betas"]
+        """torch's own AdamW update (its functional form), on one parameter."""
         if not state:
             state.update(step=torch.zeros(()), exp_avg=torch.zeros_like(p), exp_avg_sq=torch.zeros_like(p))
-        state["step"] += 1
-        t = float(state["step"])
-        p.mul_(1 - group["lr"] * group["weight_decay"])
-        state["exp_avg"].lerp_(grad, 1 - beta1)
-        state["exp_avg_sq"].mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
-        denom = (state["exp_avg_sq"].sqrt() / math.sqrt(1 - beta2 ** t)).add_(group["eps"])
-        p.addcdiv_(state["exp_avg"], denom, value=-group["lr"] / (1 - beta1 ** t))
+        beta1, beta2 = group["betas"]
+        adam([p], [p.grad], [state["exp_avg"]], [state["exp_avg_sq"]], [], [state["step"]],
+             foreach=False, decoupled_weight_decay=True, amsgrad=False, beta1=beta1, beta2=beta2,
+             lr=group["lr"], weight_decay=group["weight_decay"], eps=group["eps"], maximize=False)
 
 
 def hidden_matrices(model: nn.Module) -> list[nn.Parameter]:
