@@ -41,3 +41,12 @@ def run_metrics(*overrides: str, run_dir: Path, data_root: Path) -> tuple[subpro
     result = run(*overrides, f"hydra.run.dir={run_dir}", data_root=data_root)
     assert result.returncode == 0, result.stderr[-3000:]
     return result, json.loads((run_dir / "metrics.json").read_text())
+
+
+def run_benchmark(script: str, tmp_path: Path) -> tuple[str, dict]:
+    """`benchmarks/<script> --quick --json ...`: (its printed table, its JSON); fails the test on error."""
+    out = tmp_path / f"{Path(script).stem}.json"
+    proc = subprocess.run([sys.executable, script, "--quick", "--json", str(out)],
+                          cwd=REPO / "benchmarks", capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc.stdout, json.loads(out.read_text())

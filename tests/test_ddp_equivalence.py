@@ -45,6 +45,19 @@ def test_two_process_ddp_equals_one_process(tmp_path):
         _assert_same_as_single(_final(run_dir), _final(tmp_path / "single"))
 
 
+def test_two_process_muon_equals_one_process(tmp_path):
+    """`trainer.optimizer=muon` on two ranks, which share the Newton–Schulz work (`MuonAdamW`'s
+    process group), trains like one process doing all of it."""
+    run_env, muon = env(tmp_path / "data"), [*COMMON, "trainer.optimizer=muon"]
+    single = subprocess.Popen(command(*muon, f"hydra.run.dir={tmp_path / 'single'}"), cwd=REPO, env=run_env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    local = subprocess.run(command(*muon, "trainer.local_processes=2", f"hydra.run.dir={tmp_path / 'local'}"),
+                           cwd=REPO, env=run_env, capture_output=True, text=True, timeout=300)
+    assert local.returncode == 0, local.stderr[-3000:]
+    assert single.wait(timeout=300) == 0, single.stderr.read()[-3000:]
+    _assert_same_as_single(_final(tmp_path / "local"), _final(tmp_path / "single"))
+
+
 def test_local_processes_failure_is_one_line(tmp_path):
     """A rank that fails after launch (here: an unreadable dataset folder) ends the launch with its
     one-line error and status, and no rank is left running."""

@@ -1,18 +1,25 @@
 """`seqrender.experiments.optim`: MuonAdamW's update equals torch's own `Muon` (Moonshot's RMS-matched
 step) on the hidden matrices and torch's `AdamW` on the rest; its Newton–Schulz orthogonalisation
-keeps the input's singular vectors (float64 SVD); the split between the two follows the model."""
+keeps the input's singular vectors (float64 SVD); the split between the two follows the model; two
+DDP ranks sharing the Newton–Schulz work step exactly like one process doing all of it."""
+import os
+import socket
+
 import pytest
 import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
 
-from seqrender.experiments.optim import MuonAdamW, build_optimizer, hidden_matrices, orthogonalise
+from seqrender.experiments.optim import (MuonAdamW, build_optimizer, hidden_matrices, newton_schulz_flops,
+                                         orthogonalise, split_by_cost)
 from seqrender.models import FourReal, FourRealConfig, Kaleido, KaleidoConfig
 
 SHAPES = [(128, 344), (688, 128), (64, 64), (50,), (3, 8)]  # three Muon matrices; a vector and a matrix for AdamW
 
 
-def _train(make_optimizer, steps: int = 3) -> list[torch.Tensor]:
+def _train(make_optimizer, steps: int = 3, shapes=SHAPES) -> list[torch.Tensor]:
     torch.manual_seed(0)
-    params = [torch.nn.Parameter(torch.randn(shape)) for shape in SHAPES]
+    params = [torch.nn.Parameter(torch.randn(shape)) for shape in shapes]
     optimizer = make_optimizer(params)
     grads = torch.Generator().manual_seed(1)
     for _ in range(steps):
@@ -77,3 +84,49 @@ def test_groups_follow_the_model():
     with pytest.raises(ValueError, match="2-D"):
         MuonAdamW([{"params": [torch.nn.Parameter(torch.zeros(3))], "muon": True}], lr=1e-3, weight_decay=0,
                   betas=(0.9, 0.99))
+
+
+MAIN_JOB_SHAPES = [(128, 128)] * 6 + [(688, 128), (128, 344), (1152, 128)]   # one block of the main job
+
+
+def test_split_by_cost_balances_the_ranks():
+    shapes = MAIN_JOB_SHAPES * 4
+    for ranks in (2, 3):
+        owner = split_by_cost(shapes, ranks)
+        load = [sum(newton_schulz_flops(s) for s, r in zip(shapes, owner) if r == k) for k in range(ranks)]
+        assert set(owner) == set(range(ranks))
+        # longest-processing-time greedy: the busiest rank is within the largest matrix of the ideal share
+        assert max(load) <= sum(load) / ranks + newton_schulz_flops((1152, 128))
+    assert split_by_cost(shapes, 1) == [0] * len(shapes)
+
+
+def _shared_rank(rank: int, port: int, out: str) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", rank=rank, world_size=2)
+    try:
+        shapes = MAIN_JOB_SHAPES[5:] + [(50,), (3, 8)]    # four Muon matrices (split 1 : 3 by cost), two AdamW
+        kw = dict(lr=1e-2, weight_decay=0.1, betas=(0.9, 0.99))
+
+        def make(process_group):
+            return lambda params: MuonAdamW([{"params": params[:4], "muon": True},
+                                             {"params": params[4:], "muon": False}], **kw,
+                                            process_group=process_group)
+        shared = _train(make(dist.group.WORLD), shapes=shapes)
+        alone = _train(make(None), shapes=shapes)
+        torch.save({"shared": shared, "alone": alone}, os.path.join(out, f"rank{rank}.pt"))
+    finally:
+        dist.destroy_process_group()
+
+
+def test_ranks_sharing_newton_schulz_equal_one_process(tmp_path):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mp.spawn(_shared_rank, args=(port, str(tmp_path)), nprocs=2)
+    results = [torch.load(tmp_path / f"rank{r}.pt") for r in range(2)]
+    for r in results:
+        for shared, alone in zip(r["shared"], r["alone"]):
+            assert torch.equal(shared, alone)      # bit-identical, not merely close
+    for a, b in zip(results[0]["shared"], results[1]["shared"]):
+        assert torch.equal(a, b)

@@ -14,12 +14,18 @@ Two choices differ from `torch.optim.Muon`:
 - The step size uses Moonshot's RMS match (`adjust_lr_fn="match_rms_adamw"`: lr · 0.2 · √max(A, B)),
   so one `trainer.lr` and one schedule serve both groups, as "Muon is Scalable for LLM Training"
   (Liu et al. 2025) reports for AdamW-tuned learning rates.
+
+Under DDP (`process_group` given) every rank holds the same gradients, so the ranks share the
+Newton–Schulz work instead of repeating it (as Moonshot's distributed Muon does): each rank
+orthogonalises the matrices `split_by_cost` gives it and broadcasts them to the others. The result
+is bit-identical to every rank doing all the work.
 """
 from __future__ import annotations
 
 import math
 
 import torch
+import torch.distributed as dist
 from torch.optim.adam import adam
 from torch import nn
 
@@ -39,16 +45,35 @@ def orthogonalise(grad: torch.Tensor, steps: int = 5, eps: float = 1e-7) -> torc
     return x.T if grad.shape[0] > grad.shape[1] else x
 
 
+def newton_schulz_flops(shape: tuple[int, int], steps: int = 5) -> int:
+    """FLOPs of `orthogonalise` on an (A, B) matrix: per step, the (m, m) Gram, its square and the
+    (m, m) @ (m, n) product, m = min(A, B), n = max(A, B)."""
+    m, n = sorted(shape)
+    return steps * (4 * m * m * n + 2 * m ** 3)
+
+
+def split_by_cost(shapes: list[tuple[int, int]], ranks: int) -> list[int]:
+    """The rank that orthogonalises each matrix: largest first, each to the least-loaded rank
+    (Newton–Schulz FLOPs); the same answer on every rank."""
+    load, owner = [0] * ranks, [0] * len(shapes)
+    for i in sorted(range(len(shapes)), key=lambda i: (-newton_schulz_flops(shapes[i]), i)):
+        owner[i] = min(range(ranks), key=lambda r: (load[r], r))
+        load[owner[i]] += newton_schulz_flops(shapes[i])
+    return owner
+
+
 class MuonAdamW(torch.optim.Optimizer):
-    """Muon on the param groups with `muon=True` (2-D), AdamW (torch's update) on the others."""
+    """Muon on the param groups with `muon=True` (2-D), AdamW (torch's update) on the others.
+    `process_group`: the DDP ranks that share the Newton–Schulz work (their gradients must be equal)."""
 
     def __init__(self, groups: list[dict], *, lr: float, weight_decay: float, betas: tuple[float, float],
-                 momentum: float = 0.95, ns_steps: int = 5, eps: float = 1e-8):
+                 momentum: float = 0.95, ns_steps: int = 5, eps: float = 1e-8, process_group=None):
         for group in groups:
             if group.get("muon") and any(p.ndim != 2 for p in group["params"]):
                 raise ValueError("Muon takes 2-D parameters only")
         super().__init__(groups, dict(lr=lr, weight_decay=weight_decay, betas=betas, momentum=momentum,
                                       ns_steps=ns_steps, eps=eps, muon=False))
+        self.process_group = process_group
 
     @torch.no_grad()
     def step(self, closure=None):
@@ -57,22 +82,50 @@ class MuonAdamW(torch.optim.Optimizer):
             with torch.enable_grad():
                 loss = closure()
         for group in self.param_groups:
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                (self._muon if group["muon"] else self._adamw)(p, self.state[p], group)
+            params = [p for p in group["params"] if p.grad is not None]
+            if group["muon"]:
+                self._muon(params, group)
+            else:
+                for p in params:
+                    self._adamw(p, self.state[p], group)
         return loss
 
-    @staticmethod
-    def _muon(p: torch.Tensor, state: dict, group: dict) -> None:
-        grad, mu = p.grad, group["momentum"]
-        if "momentum_buffer" not in state:
-            state["momentum_buffer"] = torch.zeros_like(p)
-        buf = state["momentum_buffer"]
-        buf.lerp_(grad, 1 - mu)
-        update = orthogonalise(grad.lerp(buf, mu), group["ns_steps"])   # Nesterov
-        p.mul_(1 - group["lr"] * group["weight_decay"])
-        p.add_(update, alpha=-group["lr"] * 0.2 * math.sqrt(max(p.shape)))
+    def _muon(self, params: list[torch.Tensor], group: dict) -> None:
+        mu = group["momentum"]
+        directions = []
+        for p in params:
+            state = self.state[p]
+            if "momentum_buffer" not in state:
+                state["momentum_buffer"] = torch.zeros_like(p)
+            state["momentum_buffer"].lerp_(p.grad, 1 - mu)
+            directions.append(p.grad.lerp(state["momentum_buffer"], mu))    # Nesterov
+        for p, update in zip(params, self._orthogonalise_all(directions, group["ns_steps"])):
+            p.mul_(1 - group["lr"] * group["weight_decay"])
+            p.add_(update, alpha=-group["lr"] * 0.2 * math.sqrt(max(p.shape)))
+
+    def _orthogonalise_all(self, directions: list[torch.Tensor], steps: int) -> list[torch.Tensor]:
+        """`orthogonalise` of each direction; shared between the ranks of `process_group`: each rank
+        orthogonalises its share into one flat buffer, then broadcasts it to the others."""
+        group = self.process_group
+        ranks = 1 if group is None else dist.get_world_size(group)
+        if ranks == 1 or not directions:
+            return [orthogonalise(d, steps) for d in directions]
+        owner = split_by_cost([tuple(d.shape) for d in directions], ranks)
+        updates: list[torch.Tensor | None] = [None] * len(directions)
+        shares = []
+        for r in range(ranks):
+            mine = [i for i, o in enumerate(owner) if o == r]
+            flat = directions[0].new_empty(sum(directions[i].numel() for i in mine))
+            views = flat.split([directions[i].numel() for i in mine])
+            if r == dist.get_rank(group):
+                for i, view in zip(mine, views):
+                    view.copy_(orthogonalise(directions[i], steps).reshape(-1))
+            shares.append(flat)
+            for i, view in zip(mine, views):
+                updates[i] = view.view_as(directions[i])
+        for r, flat in enumerate(shares):       # one broadcast per rank: half the bytes of a zero-padded all-reduce
+            dist.broadcast(flat, src=dist.get_global_rank(group, r), group=group)
+        return updates
 
     @staticmethod
     def _adamw(p: torch.Tensor, state: dict, group: dict) -> None:
@@ -92,11 +145,13 @@ def hidden_matrices(model: nn.Module) -> list[nn.Parameter]:
 
 
 def build_optimizer(model: nn.Module, *, name: str, lr: float, weight_decay: float,
-                    betas: tuple[float, float]) -> torch.optim.Optimizer:
-    """`name` "adamw": AdamW on every parameter; "muon": MuonAdamW, Muon on `hidden_matrices`."""
+                    betas: tuple[float, float], process_group=None) -> torch.optim.Optimizer:
+    """`name` "adamw": AdamW on every parameter; "muon": MuonAdamW, Muon on `hidden_matrices`, its
+    Newton–Schulz shared by the DDP ranks of `process_group` (None: this process does all of it)."""
     if name == "adamw":
         return torch.optim.AdamW(model.parameters(), lr=lr, betas=betas, weight_decay=weight_decay)
     hidden = {id(p) for p in hidden_matrices(model)}
     groups = [{"params": [p for p in model.parameters() if id(p) in hidden], "muon": True},
               {"params": [p for p in model.parameters() if id(p) not in hidden], "muon": False}]
-    return MuonAdamW([g for g in groups if g["params"]], lr=lr, weight_decay=weight_decay, betas=betas)
+    return MuonAdamW([g for g in groups if g["params"]], lr=lr, weight_decay=weight_decay, betas=betas,
+                     process_group=process_group)

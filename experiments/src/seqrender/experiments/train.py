@@ -25,6 +25,7 @@ from typing import Callable
 
 import numpy as np
 import torch
+import torch.distributed as dist
 from accelerate import Accelerator
 from torch import nn
 from tqdm.auto import tqdm
@@ -97,7 +98,9 @@ def train(cfg: RunConfig, scenes, *, run_dir: Path,
         checkpoint_blocks(model)
     if tc.compile:
         model.compile(backend=tc.compile_backend)  # in place: same module, same state-dict keys (checkpoints, EMA)
-    optimizer = build_optimizer(model, name=tc.optimizer, lr=tc.lr, betas=tc.betas, weight_decay=tc.weight_decay)
+    ddp_ranks = dist.group.WORLD if accelerator.num_processes > 1 and not sharding.is_sharded(accelerator) else None
+    optimizer = build_optimizer(model, name=tc.optimizer, lr=tc.lr, betas=tc.betas, weight_decay=tc.weight_decay,
+                                process_group=ddp_ranks)   # Muon: the DDP ranks share Newton–Schulz
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(tc))
     ckpt_root = run_dir / "checkpoints"
     config = flat_config(cfg)
