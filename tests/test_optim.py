@@ -91,10 +91,10 @@ MAIN_JOB_SHAPES = [(128, 128)] * 6 + [(688, 128), (128, 344), (1152, 128)]   # o
 
 def test_split_by_cost_balances_the_ranks():
     shapes = MAIN_JOB_SHAPES * 4
-    for ranks in (2, 3):
+    for ranks in (2, 3, 64):          # 64: more ranks than matrices, some own nothing
         owner = split_by_cost(shapes, ranks)
         load = [sum(newton_schulz_flops(s) for s, r in zip(shapes, owner) if r == k) for k in range(ranks)]
-        assert set(owner) == set(range(ranks))
+        assert set(owner) == set(range(min(ranks, len(shapes))))
         # longest-processing-time greedy: the busiest rank is within the largest matrix of the ideal share
         assert max(load) <= sum(load) / ranks + newton_schulz_flops((1152, 128))
     assert split_by_cost(shapes, 1) == [0] * len(shapes)
@@ -114,6 +114,11 @@ def _shared_rank(rank: int, port: int, out: str) -> None:
                                             process_group=process_group)
         shared = _train(make(dist.group.WORLD), shapes=shapes)
         alone = _train(make(None), shapes=shapes)
+        one = [(128, 128), (3, 8), (50,)]          # a single Muon matrix: rank 1 has nothing to send
+        single = lambda pg: lambda params: MuonAdamW([{"params": params[:1], "muon": True},
+                                                      {"params": params[1:], "muon": False}], **kw, process_group=pg)
+        shared += _train(single(dist.group.WORLD), shapes=one)
+        alone += _train(single(None), shapes=one)
         torch.save({"shared": shared, "alone": alone}, os.path.join(out, f"rank{rank}.pt"))
     finally:
         dist.destroy_process_group()

@@ -53,8 +53,8 @@ def newton_schulz_flops(shape: tuple[int, int], steps: int = 5) -> int:
 
 
 def split_by_cost(shapes: list[tuple[int, int]], ranks: int) -> list[int]:
-    """The rank that orthogonalises each matrix: largest first, each to the least-loaded rank
-    (Newton–Schulz FLOPs); the same answer on every rank."""
+    """The rank that orthogonalises each matrix: largest first, each to the least-loaded rank so far
+    (longest-processing-time greedy on Newton–Schulz FLOPs); the same answer on every rank."""
     load, owner = [0] * ranks, [0] * len(shapes)
     for i in sorted(range(len(shapes)), key=lambda i: (-newton_schulz_flops(shapes[i]), i)):
         owner[i] = min(range(ranks), key=lambda r: (load[r], r))
@@ -123,8 +123,9 @@ class MuonAdamW(torch.optim.Optimizer):
             shares.append(flat)
             for i, view in zip(mine, views):
                 updates[i] = view.view_as(directions[i])
-        for r, flat in enumerate(shares):       # one broadcast per rank: half the bytes of a zero-padded all-reduce
-            dist.broadcast(flat, src=dist.get_global_rank(group, r), group=group)
+        for r, flat in enumerate(shares):       # each share sent once: fewer bytes than a zero-padded all-reduce
+            if flat.numel():                    # (the plan is the same on every rank, so all skip alike)
+                dist.broadcast(flat, src=dist.get_global_rank(group, r), group=group)
         return updates
 
     @staticmethod
