@@ -13,7 +13,6 @@ matmul rate measured in the same run. `--quick`: fewer repeats.
 from __future__ import annotations
 
 import os
-import socket
 import tempfile
 import warnings
 from pathlib import Path
@@ -23,6 +22,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from _common import interleaved_medians, matmul_gflops, parse_args, report
+from seqrender.experiments.local_launch import free_port
 from seqrender.experiments.optim import build_optimizer, hidden_matrices, newton_schulz_flops, split_by_cost
 from seqrender.experiments.train import build_model
 from train_throughput import main_job_config
@@ -60,9 +60,7 @@ def _rank(rank: int, port: int, repeats: int, out: str) -> None:
 
 def main() -> None:
     args = parse_args(__doc__.splitlines()[0])
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     with tempfile.TemporaryDirectory() as tmp:
         out = str(Path(tmp) / "rank0.pt")
         mp.spawn(_rank, args=(port, 5 if args.quick else 30, out), nprocs=2)

@@ -3,13 +3,13 @@ step) on the hidden matrices and torch's `AdamW` on the rest; its Newton–Schul
 keeps the input's singular vectors (float64 SVD); the split between the two follows the model; two
 DDP ranks sharing the Newton–Schulz work step exactly like one process doing all of it."""
 import os
-import socket
 
 import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
+from seqrender.experiments.local_launch import free_port
 from seqrender.experiments.optim import (MuonAdamW, build_optimizer, hidden_matrices, newton_schulz_flops,
                                          orthogonalise, split_by_cost)
 from seqrender.models import FourReal, FourRealConfig, Kaleido, KaleidoConfig
@@ -105,30 +105,24 @@ def _shared_rank(rank: int, port: int, out: str) -> None:
     torch.set_num_threads(1)
     dist.init_process_group("gloo", rank=rank, world_size=2)
     try:
-        shapes = MAIN_JOB_SHAPES[5:] + [(50,), (3, 8)]    # four Muon matrices (split 1 : 3 by cost), two AdamW
         kw = dict(lr=1e-2, weight_decay=0.1, betas=(0.9, 0.99))
 
-        def make(process_group):
-            return lambda params: MuonAdamW([{"params": params[:4], "muon": True},
-                                             {"params": params[4:], "muon": False}], **kw,
+        def make(process_group, muon: int):
+            return lambda params: MuonAdamW([{"params": params[:muon], "muon": True},
+                                             {"params": params[muon:], "muon": False}], **kw,
                                             process_group=process_group)
-        shared = _train(make(dist.group.WORLD), shapes=shapes)
-        alone = _train(make(None), shapes=shapes)
-        one = [(128, 128), (3, 8), (50,)]          # a single Muon matrix: rank 1 has nothing to send
-        single = lambda pg: lambda params: MuonAdamW([{"params": params[:1], "muon": True},
-                                                      {"params": params[1:], "muon": False}], **kw, process_group=pg)
-        shared += _train(single(dist.group.WORLD), shapes=one)
-        alone += _train(single(None), shapes=one)
+        shared, alone = [], []
+        for shapes, muon in ((MAIN_JOB_SHAPES[5:] + [(50,), (3, 8)], 4),   # split 1 : 3 by cost
+                             ([(128, 128), (3, 8), (50,)], 1)):            # rank 1 has nothing to send
+            shared += _train(make(dist.group.WORLD, muon), shapes=shapes)   # steps 2-3 reuse step 1's plan and buffers
+            alone += _train(make(None, muon), shapes=shapes)
         torch.save({"shared": shared, "alone": alone}, os.path.join(out, f"rank{rank}.pt"))
     finally:
         dist.destroy_process_group()
 
 
 def test_ranks_sharing_newton_schulz_equal_one_process(tmp_path):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    mp.spawn(_shared_rank, args=(port, str(tmp_path)), nprocs=2)
+    mp.spawn(_shared_rank, args=(free_port(), str(tmp_path)), nprocs=2)
     results = [torch.load(tmp_path / f"rank{r}.pt") for r in range(2)]
     for r in results:
         for shared, alone in zip(r["shared"], r["alone"]):

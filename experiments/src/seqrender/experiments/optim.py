@@ -74,6 +74,7 @@ class MuonAdamW(torch.optim.Optimizer):
         super().__init__(groups, dict(lr=lr, weight_decay=weight_decay, betas=betas, momentum=momentum,
                                       ns_steps=ns_steps, eps=eps, muon=False))
         self.process_group = process_group
+        self._plan_key, self._plan = None, None    # `_shares`: the sharing plan and its buffers
 
     @torch.no_grad()
     def step(self, closure=None):
@@ -105,28 +106,35 @@ class MuonAdamW(torch.optim.Optimizer):
 
     def _orthogonalise_all(self, directions: list[torch.Tensor], steps: int) -> list[torch.Tensor]:
         """`orthogonalise` of each direction; shared between the ranks of `process_group`: each rank
-        orthogonalises its share into one flat buffer, then broadcasts it to the others."""
+        orthogonalises its share into its flat buffer, then broadcasts it to the others."""
         group = self.process_group
-        ranks = 1 if group is None else dist.get_world_size(group)
-        if ranks == 1 or not directions:
+        if group is None or dist.get_world_size(group) == 1 or not directions:
             return [orthogonalise(d, steps) for d in directions]
-        owner = split_by_cost([tuple(d.shape) for d in directions], ranks)
-        updates: list[torch.Tensor | None] = [None] * len(directions)
-        shares = []
-        for r in range(ranks):
-            mine = [i for i, o in enumerate(owner) if o == r]
-            flat = directions[0].new_empty(sum(directions[i].numel() for i in mine))
-            views = flat.split([directions[i].numel() for i in mine])
-            if r == dist.get_rank(group):
-                for i, view in zip(mine, views):
-                    view.copy_(orthogonalise(directions[i], steps).reshape(-1))
-            shares.append(flat)
-            for i, view in zip(mine, views):
-                updates[i] = view.view_as(directions[i])
-        for r, flat in enumerate(shares):       # each share sent once: fewer bytes than a zero-padded all-reduce
+        shares, updates = self._shares(directions)
+        rank = dist.get_rank(group)
+        for i in shares[rank][0]:
+            updates[i].copy_(orthogonalise(directions[i], steps))
+        for r, (_, flat) in enumerate(shares):  # each share sent once: fewer bytes than a zero-padded all-reduce
             if flat.numel():                    # (the plan is the same on every rank, so all skip alike)
                 dist.broadcast(flat, src=dist.get_global_rank(group, r), group=group)
         return updates
+
+    def _shares(self, directions: list[torch.Tensor]):
+        """Per rank (its matrices' indices, one flat buffer of their updates) and each update as a view
+        into its rank's buffer; planned by `split_by_cost` once per set of shapes, then reused."""
+        key = tuple((tuple(d.shape), d.dtype, d.device) for d in directions)
+        if self._plan_key != key:
+            ranks = dist.get_world_size(self.process_group)
+            owner = split_by_cost([tuple(d.shape) for d in directions], ranks)
+            shares, updates = [], [None] * len(directions)
+            for r in range(ranks):
+                mine = [i for i, o in enumerate(owner) if o == r]
+                flat = directions[0].new_empty(sum(directions[i].numel() for i in mine))
+                for i, view in zip(mine, flat.split([directions[i].numel() for i in mine])):
+                    updates[i] = view.view_as(directions[i])
+                shares.append((mine, flat))
+            self._plan_key, self._plan = key, (shares, updates)
+        return self._plan
 
     @staticmethod
     def _adamw(p: torch.Tensor, state: dict, group: dict) -> None:
