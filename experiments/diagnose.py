@@ -8,6 +8,8 @@ sampler from the ground truth noised to t0 (SDEdit; PSNR / SSIM per t0) and writ
 row 0 the ground truth of each item's first target, then one row per t0. `--same-pose` samples
 every target at its item's first reference's pose (PSNR / SSIM beside the true targets') and writes
 `same_pose.png`: can the model carry a reference's content to a camera it already sees?
+`--attention` splits the target tokens' temporal-attention mass per block into references / own
+frame / other targets / registers, by noise level.
 """
 import argparse
 import json
@@ -23,7 +25,8 @@ from safetensors.torch import load_model  # noqa: E402
 from seqrender.experiments.checkpoint import latest_checkpoint  # noqa: E402
 from seqrender.experiments.config import ConfigError, validate_config  # noqa: E402
 from seqrender.experiments.configstore import prepare_registry  # noqa: E402
-from seqrender.experiments.diagnose import MODES, error_by_t, restart_from_truth, same_pose_check  # noqa: E402
+from seqrender.experiments.diagnose import (MODES, PARTS, SPREAD, attention_mass, error_by_t, restart_from_truth,  # noqa: E402
+                                           same_pose_check)  # noqa: E402
 from seqrender.experiments.job import load_split  # noqa: E402
 from seqrender.experiments.report import write_image_grid  # noqa: E402
 from seqrender.experiments.train import build_model  # noqa: E402
@@ -40,6 +43,7 @@ def main() -> int:
     parser.add_argument("--items", type=int, default=96)
     parser.add_argument("--restart", action="store_true", help="also restart the sampler from noised ground truth")
     parser.add_argument("--same-pose", action="store_true", help="also sample every target at its first reference's pose")
+    parser.add_argument("--attention", action="store_true", help="also split the targets' temporal attention by key")
     args = parser.parse_args()
     config_file = args.run_dir / ".hydra" / "config.yaml"
     ckpt = latest_checkpoint(args.run_dir / "checkpoints")
@@ -84,6 +88,15 @@ def main() -> int:
         title = "rows: first reference, then the first target sampled at that reference's pose"
         write_image_grid(args.run_dir / "same_pose.png", images[:, :RESTART_PICTURE_ITEMS], title=title)
         print(f"wrote {args.run_dir / 'same_pose.png'} ({title})")
+    if args.attention:
+        masses = attention_mass(model, heldout, args.setting, ts=TS, items=args.items, seed=cfg.eval.seed)
+        print("target tokens' temporal attention per block (true references): mass on "
+              + " / ".join(PARTS) + f", {SPREAD}")
+        for i, t in enumerate(TS):
+            blocks = zip(*(masses[p][i] for p in (*PARTS, SPREAD)))
+            print(f"  {t:.2f}  " + "   ".join("/".join(f"{m:.2f}" for m in block[:-1]) + f" {block[-1]:5.1f}"
+                                          for block in blocks))
+        out["attention_mass"] = {"parts": list(PARTS), **masses}
     (args.run_dir / "diagnose.json").write_text(json.dumps(out, indent=1) + "\n")
     return 0
 

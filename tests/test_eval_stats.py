@@ -215,3 +215,65 @@ def test_same_pose_check_scores_a_model_that_copies_the_reference_at_the_same_po
     assert scores["true"]["ssim"] < 0.5
     assert images.shape == (2, 5, 3, 8, 8)
     torch.testing.assert_close(images[1], images[0], rtol=0, atol=1e-5)
+
+
+def test_mass_by_part_equals_the_attention_weights_of_sdpa():
+    """The parts of `mass_by_part` (and its exp-entropy) equal sums of torch SDPA's own attention weights (read off as its
+    output for identity values), in float64, with GQA and registers."""
+    from seqrender.attention.core import append_registers
+    from seqrender.experiments.diagnose import mass_by_part
+
+    g = torch.Generator().manual_seed(0)
+    b, hq, hkv, views, per, d, r = 3, 4, 2, 4, 5, 8, 2
+    n = views * per
+    q, k = torch.randn(b, hq, n, d, generator=g, dtype=torch.float64), torch.randn(b, hkv, n, d, generator=g, dtype=torch.float64)
+    registers = torch.randn(r, hkv, d, generator=g, dtype=torch.float64)
+    is_reference = torch.tensor([[True, False, False, False], [True, True, True, False], [False, True, False, True]])
+    frame = torch.arange(views).repeat_interleave(per)
+    eye = torch.eye(n + r, dtype=torch.float64).expand(b, hkv, n + r, n + r)
+    keys = append_registers(k, k, registers, registers, None)[0]
+    weights = torch.nn.functional.scaled_dot_product_attention(q, keys, eye, enable_gqa=True)   # (B, Hq, N, N + R)
+    got = mass_by_part(q, k, registers, frame, is_reference)
+    for i in range(b):
+        targets = [j for j in range(n) if not is_reference[i, frame[j]]]
+        cols = {"references": [j for j in range(n) if is_reference[i, frame[j]]], "registers": list(range(n, n + r))}
+        expected = []
+        for qi in targets:
+            w = weights[i, :, qi]                                                                # (Hq, N + R)
+            own = [j for j in range(n) if frame[j] == frame[qi]]
+            other = [j for j in range(n) if j not in own and not is_reference[i, frame[j]]]
+            spread = float(torch.exp(-(w * w.log()).sum(-1)).mean())                            # exp(entropy)
+            expected.append([float(w[:, c].sum(-1).mean()) for c in (cols["references"], own, other, cols["registers"])]
+                            + [spread])
+        torch.testing.assert_close(got[i], torch.tensor(expected, dtype=torch.float64).mean(0))
+    torch.testing.assert_close(got[:, :4].sum(-1), torch.ones(b, dtype=torch.float64))
+
+
+def test_attention_mass_of_a_kaleido_with_blind_queries_is_uniform_and_leaves_the_output_alone():
+    """With zero query weights every key scores 0, so the mass is uniform over the window's tokens and
+    registers: references get (reference tokens)/(tokens + registers) and every key is attended.
+    Recording changes no output."""
+    from seqrender.experiments.diagnose import attention_mass, recording_temporal_qk
+    from seqrender.experiments.train import build_model
+
+    cfg = _kaleido_config()
+    torch.manual_seed(0)
+    model = build_model(cfg).eval()
+    scenes = _scenes(num=4, views=6, size=32)
+    (batch,) = list(eval_batches(scenes, "3->1", num_items=3, batch_size=16, seed=0))
+    args = (batch.images * 2 - 1, torch.full((3,), 0.5))
+    kw = dict(is_reference=batch.is_reference, intrinsics=batch.intrinsics, extrinsics=batch.extrinsics)
+    with torch.no_grad():
+        plain = model(*args, **kw)
+        with recording_temporal_qk(model) as calls:
+            recorded = model(*args, **kw)
+    assert torch.equal(plain, recorded) and len(calls) == len(model.blocks)
+    assert "transforms" not in vars(model)                              # the patch is undone
+    for block in model.blocks:
+        torch.nn.init.zeros_(block.temporal.attn.to_q.weight)
+    masses = attention_mass(model, scenes, "3->1", ts=[0.3, 0.9], items=3, seed=0)
+    tokens, registers = 4 * 8 * 8, model.blocks[0].temporal.attn.register_k.shape[0]
+    expected = {"references": 3 * 64 / (tokens + registers), "own_frame": 64 / (tokens + registers),
+                "other_targets": 0.0, "registers": registers / (tokens + registers), "keys_attended": tokens + registers}
+    for part, value in expected.items():
+        torch.testing.assert_close(torch.tensor(masses[part]), torch.full((2, len(model.blocks)), float(value)))

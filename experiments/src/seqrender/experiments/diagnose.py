@@ -15,21 +15,28 @@ sound; the first t0 whose restarts look like full samples is where the artefacts
 its item's first reference (image, intrinsics and pose), so nothing in it is unseen and a model that
 carries the references' content to the target's camera reproduces that reference. A score near the
 true targets' says the references fix colours and layout but their detail does not reach the target.
-Run: `python experiments/diagnose.py RUN_DIR [--items N] [--restart] [--same-pose]`.
+`attention_mass` asks where the target tokens look: in each block's temporal attention, the share of
+their softmax mass on the references' tokens, on their own frame, on the other targets and on the
+registers, by noise level.
+Run: `python experiments/diagnose.py RUN_DIR [--items N] [--restart] [--same-pose] [--attention]`.
 """
 from __future__ import annotations
 
 import dataclasses
+from contextlib import contextmanager
 
 import torch
 from torch import Tensor, nn
 
 from seqrender import flowmatch
+from seqrender.attention.core import append_registers
 from seqrender.experiments.batching import SceneTensors
 from seqrender.experiments.config import RunConfig
 from seqrender.experiments.evaluate import EvalBatch, eval_batches, model_method, score
 
 MODES = ("true", "shuffled", "dropped")
+PARTS = ("references", "own_frame", "other_targets", "registers")   # where attention_mass splits it
+SPREAD = "keys_attended"                                           # ... and exp(entropy) beside them
 
 
 def velocity_error(model: nn.Module, batch: EvalBatch, t: float, *, drop: bool) -> Tensor:
@@ -128,3 +135,89 @@ def same_pose_check(model: nn.Module, cfg: RunConfig, scenes: SceneTensors, sett
     references = first_view(moved, [b.images for b in moved], reference=True)
     samples = first_view(moved, preds)                                  # preds: the same-pose items'
     return out, torch.stack([references, samples])
+
+
+class _RecordQK:
+    """A positional hook that passes through `inner` and keeps each call's transformed (q, k)."""
+
+    def __init__(self, inner):
+        self.inner, self.calls = inner, []
+
+    def transform_qkv(self, q: Tensor, k: Tensor, v: Tensor):
+        q, k, v = self.inner.transform_qkv(q, k, v)
+        self.calls.append((q, k))
+        return q, k, v
+
+    def transform_out(self, o: Tensor) -> Tensor:
+        return self.inner.transform_out(o)
+
+
+@contextmanager
+def recording_temporal_qk(model: nn.Module):
+    """Within the block, `model`'s temporal attention records (q, k) after the positional transform,
+    one call per block in order: yields the list of (q (B', Hq, N, d), k (B', Hkv, N, d)) per forward."""
+    calls: list = []
+    plain = model.transforms
+
+    def transforms(*args, **kwargs):
+        spatial, temporal = plain(*args, **kwargs)
+        recorder = _RecordQK(temporal)
+        recorder.calls = calls
+        return spatial, recorder
+
+    model.transforms = transforms
+    try:
+        yield calls
+    finally:
+        del model.transforms
+
+
+def mass_by_part(q: Tensor, k: Tensor, registers: Tensor, frame: Tensor, is_reference: Tensor) -> Tensor:
+    """Where each target query's softmax(q·kᵀ/√d) over [sequence | registers] goes, and how spread it is.
+
+    q (B, Hq, N, d), k (B, Hkv, N, d), registers (R, Hkv, d) keys; frame (N,) the frame of each
+    token; is_reference (B, V). Returns (B, 5): per item, the mean over target queries and heads of
+    the mass on the PARTS, then the number of keys attended, exp(entropy) (1: one key; N + R: uniform)."""
+    keys = append_registers(k, k, registers, registers, None)[0]                     # (B, Hkv, N + R, d)
+    keys = keys.repeat_interleave(q.shape[1] // k.shape[1], dim=1)                   # GQA: head h reads h // group
+    probs = torch.softmax(q @ keys.transpose(-1, -2) / q.shape[-1] ** 0.5, dim=-1)  # (B, Hq, N, N + R)
+    n = q.shape[2]
+    key_ref = is_reference[:, frame][:, None, None, :]                               # (B, 1, 1, N)
+    same = (frame[:, None] == frame[None, :])                                        # (N, N)
+    seq = probs[..., :n]
+    parts = [(seq * key_ref).sum(-1), (seq * same).sum(-1), (seq * (~key_ref & ~same)).sum(-1),
+             probs[..., n:].sum(-1), torch.special.entr(probs).sum(-1).exp()]       # each (B, Hq, N)
+    per_query = torch.stack(parts, dim=-1).mean(1)                                   # (B, N, 5)
+    is_target = (~is_reference[:, frame]).to(per_query.dtype)                        # (B, N)
+    return (per_query * is_target[..., None]).sum(1) / is_target.sum(1, keepdim=True)
+
+
+def attention_mass(model: nn.Module, scenes: SceneTensors, setting: str, *, ts: list[float], items: int,
+                   seed: int, batch_size: int = 16) -> dict[str, list[list[float]]]:
+    """{part: [[mean mass per block] per t]} of the target tokens' temporal attention, and the same for
+    SPREAD (see `mass_by_part`), on the held-out items of `setting` with their true references. Needs one temporal window per frame."""
+    model.eval()
+    batches = list(eval_batches(scenes, setting, num_items=items, batch_size=batch_size, seed=seed))
+    out = {part: [] for part in (*PARTS, SPREAD)}
+    for t in ts:
+        per_batch = []
+        for batch in batches:
+            x = batch.images * 2 - 1
+            tt = torch.full((x.shape[0],), t)
+            z = torch.where(batch.is_reference[..., None, None, None], x, flowmatch.interpolate(x, batch.noise, tt))
+            with torch.no_grad(), recording_temporal_qk(model) as calls:
+                model(z, tt, is_reference=batch.is_reference, intrinsics=batch.intrinsics,
+                      extrinsics=batch.extrinsics)
+                views = x.shape[1]
+                if calls[0][0].shape[0] != x.shape[0]:
+                    raise ValueError("attention_mass needs the temporal window to cover the whole frame "
+                                     f"(model.window >= the token grid); got {calls[0][0].shape[0]} windows "
+                                     f"for {x.shape[0]} items")
+                frame = torch.arange(views).repeat_interleave(calls[0][0].shape[2] // views)
+                per_batch.append(torch.stack([
+                    mass_by_part(q, k, block.temporal.attn.registers()[0], frame, batch.is_reference)
+                    for (q, k), block in zip(calls, model.blocks)], dim=1))          # (B, blocks, 5)
+        mean = torch.cat(per_batch).mean(0)                                          # (blocks, 5)
+        for i, part in enumerate((*PARTS, SPREAD)):
+            out[part].append(mean[:, i].tolist())
+    return out
