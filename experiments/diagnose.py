@@ -89,7 +89,11 @@ def main() -> int:
         write_image_grid(args.run_dir / "same_pose.png", images[:, :RESTART_PICTURE_ITEMS], title=title)
         print(f"wrote {args.run_dir / 'same_pose.png'} ({title})")
     if args.attention:
-        masses = attention_mass(model, heldout, args.setting, ts=TS, items=args.items, seed=cfg.eval.seed)
+        try:
+            masses = attention_mass(model, heldout, args.setting, ts=TS, items=args.items, seed=cfg.eval.seed)
+        except ValueError as exc:
+            print(f"error: --attention: {exc}", file=sys.stderr)
+            return 2
         print("target tokens' temporal attention per block (true references): mass on "
               + " / ".join(PARTS) + f", {SPREAD}")
         for i, t in enumerate(TS):

@@ -128,8 +128,8 @@ def test_velocity_error_modes_of_a_reference_copying_model():
         assert err == pytest.approx(float((x / t).pow(2).mean()), rel=1e-5)
 
 
-def _kaleido_config():
-    """The composed, validated main-job config with a 6-step schedule and CFG 2."""
+def _kaleido_config(*overrides: str):
+    """The composed, validated main-job config with a 6-step schedule and CFG 2 (and `overrides`)."""
     from pathlib import Path
 
     from hydra import compose, initialize_config_dir
@@ -142,7 +142,7 @@ def _kaleido_config():
     configs = Path(__file__).resolve().parents[1] / "experiments" / "configs"
     with initialize_config_dir(config_dir=str(configs), version_base="1.3"):
         return validate_config(OmegaConf.to_container(compose(config_name="config", overrides=[
-            "model=kaleido", "schedule.num_steps=6", "eval.guidance_scale=2.0"]), resolve=True))
+            "model=kaleido", "schedule.num_steps=6", "eval.guidance_scale=2.0", *overrides]), resolve=True))
 
 
 def test_restart_from_truth_starts_on_the_noised_truth_at_a_step_of_the_schedule():
@@ -277,3 +277,6 @@ def test_attention_mass_of_a_kaleido_with_blind_queries_is_uniform_and_leaves_th
                 "other_targets": 0.0, "registers": registers / (tokens + registers), "keys_attended": tokens + registers}
     for part, value in expected.items():
         torch.testing.assert_close(torch.tensor(masses[part]), torch.full((2, len(model.blocks)), float(value)))
+    windowed = build_model(_kaleido_config("model.window=4")).eval()    # 4 windows per frame: refused
+    with pytest.raises(ValueError, match="cover the whole frame"):
+        attention_mass(windowed, scenes, "3->1", ts=[0.5], items=3, seed=0)

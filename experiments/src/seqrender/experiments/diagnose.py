@@ -39,12 +39,16 @@ PARTS = ("references", "own_frame", "other_targets", "registers")   # where atte
 SPREAD = "keys_attended"                                           # ... and exp(entropy) beside them
 
 
-def velocity_error(model: nn.Module, batch: EvalBatch, t: float, *, drop: bool) -> Tensor:
-    """(B,) mean squared velocity error over each item's target pixels at timestep t."""
+def noised_targets(batch: EvalBatch, t: float) -> tuple[Tensor, Tensor, Tensor]:
+    """x (B, V, C, H, W) in [−1, 1], z: the references clean and the targets at (1 − t)·x + t·ε, and t (B,)."""
     x = batch.images * 2 - 1
     tt = torch.full((x.shape[0],), t)
-    keep = batch.is_reference[..., None, None, None]
-    z = torch.where(keep, x, flowmatch.interpolate(x, batch.noise, tt))
+    return x, torch.where(batch.is_reference[..., None, None, None], x, flowmatch.interpolate(x, batch.noise, tt)), tt
+
+
+def velocity_error(model: nn.Module, batch: EvalBatch, t: float, *, drop: bool) -> Tensor:
+    """(B,) mean squared velocity error over each item's target pixels at timestep t."""
+    x, z, tt = noised_targets(batch, t)
     with torch.no_grad():
         v = model(z, tt, is_reference=batch.is_reference, intrinsics=batch.intrinsics,
                   extrinsics=batch.extrinsics, drop_condition=torch.full((x.shape[0],), drop))
@@ -138,10 +142,10 @@ def same_pose_check(model: nn.Module, cfg: RunConfig, scenes: SceneTensors, sett
 
 
 class _RecordQK:
-    """A positional hook that passes through `inner` and keeps each call's transformed (q, k)."""
+    """A positional hook that passes through `inner` and appends each call's transformed (q, k) to `calls`."""
 
-    def __init__(self, inner):
-        self.inner, self.calls = inner, []
+    def __init__(self, inner, calls: list):
+        self.inner, self.calls = inner, calls
 
     def transform_qkv(self, q: Tensor, k: Tensor, v: Tensor):
         q, k, v = self.inner.transform_qkv(q, k, v)
@@ -154,16 +158,14 @@ class _RecordQK:
 
 @contextmanager
 def recording_temporal_qk(model: nn.Module):
-    """Within the block, `model`'s temporal attention records (q, k) after the positional transform,
+    """Inside the `with`, `model`'s temporal attention records (q, k) after the positional transform,
     one call per block in order: yields the list of (q (B', Hq, N, d), k (B', Hkv, N, d)) per forward."""
     calls: list = []
     plain = model.transforms
 
     def transforms(*args, **kwargs):
         spatial, temporal = plain(*args, **kwargs)
-        recorder = _RecordQK(temporal)
-        recorder.calls = calls
-        return spatial, recorder
+        return spatial, _RecordQK(temporal, calls)
 
     model.transforms = transforms
     try:
@@ -195,16 +197,15 @@ def mass_by_part(q: Tensor, k: Tensor, registers: Tensor, frame: Tensor, is_refe
 def attention_mass(model: nn.Module, scenes: SceneTensors, setting: str, *, ts: list[float], items: int,
                    seed: int, batch_size: int = 16) -> dict[str, list[list[float]]]:
     """{part: [[mean mass per block] per t]} of the target tokens' temporal attention, and the same for
-    SPREAD (see `mass_by_part`), on the held-out items of `setting` with their true references. Needs one temporal window per frame."""
+    SPREAD (see `mass_by_part`), on the held-out items of `setting` with their true references.
+    Needs one temporal window per frame (`model.window` ≥ the token grid)."""
     model.eval()
     batches = list(eval_batches(scenes, setting, num_items=items, batch_size=batch_size, seed=seed))
     out = {part: [] for part in (*PARTS, SPREAD)}
     for t in ts:
         per_batch = []
         for batch in batches:
-            x = batch.images * 2 - 1
-            tt = torch.full((x.shape[0],), t)
-            z = torch.where(batch.is_reference[..., None, None, None], x, flowmatch.interpolate(x, batch.noise, tt))
+            x, z, tt = noised_targets(batch, t)
             with torch.no_grad(), recording_temporal_qk(model) as calls:
                 model(z, tt, is_reference=batch.is_reference, intrinsics=batch.intrinsics,
                       extrinsics=batch.extrinsics)
