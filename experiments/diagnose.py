@@ -25,8 +25,8 @@ from safetensors.torch import load_model  # noqa: E402
 from seqrender.experiments.checkpoint import latest_checkpoint  # noqa: E402
 from seqrender.experiments.config import ConfigError, validate_config  # noqa: E402
 from seqrender.experiments.configstore import prepare_registry  # noqa: E402
-from seqrender.experiments.diagnose import (MODES, PARTS, SPREAD, attention_mass, error_by_t, restart_from_truth,  # noqa: E402
-                                           same_pose_check)  # noqa: E402
+from seqrender.experiments.diagnose import (MODES, PARTS, SPREAD, attention_mass, error_by_t,  # noqa: E402
+                                           restart_from_truth, same_pose_check)
 from seqrender.experiments.job import load_split  # noqa: E402
 from seqrender.experiments.report import write_image_grid  # noqa: E402
 from seqrender.experiments.train import build_model  # noqa: E402
