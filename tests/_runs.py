@@ -15,7 +15,7 @@ TINY = [
     "threads=1", "dataset.num_scenes=8", "dataset.heldout_scenes=2", "dataset.views_per_scene=6",
     "dataset.resolution=16", "dataset.supersample=1",
     "model.layers=1", "model.hidden=32", "model.heads=2", "model.kv_heads=1", "model.window=2", "model.patch_size=4",
-    "trainer.batch_size=2", "trainer.local_processes=1", "trainer.warmup_steps=1", "trainer.ema_start=1",
+    "trainer.views=4", "trainer.batch_size=2", "trainer.local_processes=1", "trainer.warmup_steps=1", "trainer.ema_start=1",
     "trainer.progress=false",
     "eval.num_items=2", "eval.batch_size=2", "eval.sample_rows=1", "schedule.num_steps=2",
 ]

@@ -20,7 +20,7 @@ from seqrender.experiments.config import ConfigError, validate_config
 REPO = Path(__file__).resolve().parents[1]
 TINY = ["threads=1", "dataset.num_scenes=6", "dataset.heldout_scenes=1", "dataset.views_per_scene=4",
         "dataset.resolution=16", "dataset.supersample=1", "model.layers=2", "model.hidden=32", "model.heads=2",
-        "model.kv_heads=1", "model.window=2", "model.patch_size=4", "trainer.batch_size=4", "trainer.warmup_steps=1",
+        "model.kv_heads=1", "model.window=2", "model.patch_size=4", "trainer.views=4", "trainer.batch_size=4", "trainer.warmup_steps=1",
         "trainer.ema_start=100", "trainer.progress=false", "trainer.steps=3", "trainer.checkpoint_every=3",
         "trainer.log_every=1", "trainer.cond_drop_prob=0"]
 

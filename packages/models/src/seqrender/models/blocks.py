@@ -216,7 +216,9 @@ class PixelHead(nn.Module):
         nn.init.zeros_(self.net[-1].bias)
 
     def forward(self, feats: Tensor, z: Tensor) -> Tensor:
-        return self.net(torch.cat([feats, z], dim=1))
+        # channels-last: oneDNN's CPU convs run ~1.4x faster forward + backward in it at these widths
+        # (benchmarks/train_throughput.py); the weights and their gradients keep the default layout.
+        return self.net(torch.cat([feats, z], dim=1).contiguous(memory_format=torch.channels_last))
 
 
 def last_layer_channels(cfg: TransformerConfig) -> int:
