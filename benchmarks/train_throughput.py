@@ -1,13 +1,13 @@
 """Training throughput of the main job's model (config.yaml + preset kaleido: pixel-space Kaleido,
-4 blocks, hidden 128, GTA; batch 8 of 4 views at 32×32) on this CPU, float32.
+4 blocks, hidden 128, GTA; batch 4 of 8 views at 32×32) on this CPU, float32.
 
 One training step = the real loop's pieces: batch drawn by `batching.make_train_batch` from random
 scenes, `tasks.kaleido_views.flow_loss` forward + backward through `accumulation.accumulate_gradients`, gradient
 clipping and the optimiser step (the main job's `trainer.optimizer`, Muon; AdamW in a comparison row).
 Model FLOPs per step are counted with FlopCounterMode (matmuls + attention);
 useful GFLOP/s ÷ this CPU's float32 matmul GFLOP/s measured in the same run is the utilisation.
-Rows: batch sizes (the main job uses 8) and, for batch 8, 1 thread (the main job's DDP ranks),
-with Muon and with AdamW. `--quick`: one row, fewer steps.
+Rows: batch sizes (the main job uses 4) and, for batch 4, 1 thread (the main job's DDP ranks run
+1 thread each), with Muon and with AdamW. `--quick`: one row (batch 4), fewer steps.
 """
 
 from __future__ import annotations
@@ -88,8 +88,8 @@ def main() -> None:
     warnings.simplefilter("ignore")
     steps = 3 if args.quick else 10
     threads = torch.get_num_threads()
-    cases = [(8, threads, None)] if args.quick else [(4, threads, None), (8, threads, None), (16, threads, None),
-                                                      (8, 1, None), (8, 1, "adamw")]
+    cases = [(4, threads, None)] if args.quick else [(2, threads, None), (4, threads, None), (8, threads, None),
+                                                      (4, 1, None), (4, 1, "adamw")]
     rows = []
     for batch_size, n_threads, optimizer_name in cases:
         torch.set_num_threads(n_threads)
@@ -103,10 +103,10 @@ def main() -> None:
             "utilisation": useful / rate,
         })
     torch.set_num_threads(threads)
-    one_thread = {r["optimizer"]: r["step s"] for r in rows if r["batch"] == 8 and r["threads"] == 1}
+    one_thread = {r["optimizer"]: r["step s"] for r in rows if r["batch"] == 4 and r["threads"] == 1}
     extra = {"muon_step_over_adamw_step": one_thread["muon"] / one_thread["adamw"]} if len(one_thread) == 2 else {}
     report("Main-job training step (Kaleido, pixel space, CPU float32)", rows, json_path=args.json,
-           model="main job: 4 blocks, hidden 128, 4/2 heads, GTA, 4 views of 32x32, 4x4 patches (64 tokens/view)",
+           model="main job: 4 blocks, hidden 128, 4/2 heads, GTA, 8 views of 32x32, 4x4 patches (64 tokens/view)",
            goal="utilisation >= 0.5", omp_threads=os.environ.get("OMP_NUM_THREADS", "default"), **extra)
 
 

@@ -63,7 +63,7 @@ def _plain(cfg) -> dict:
 
 
 @pytest.mark.parametrize("overrides, message", [
-    (["trainer.view_sampling=fixed", "trainer.fixed_references=4"],
+    (["trainer.views=4", "trainer.view_sampling=fixed", "trainer.fixed_references=4"],
      "trainer: .*fixed_references=4 must be below views=4"),
     (["trainer.view_sampling=sometimes"], "trainer.view_sampling: Input should be 'exponential' or 'fixed'"),
     (["eval.schedules=[linspace,nope]"], "eval.schedules: .*unknown schedule 'nope'; registered: linear_quadratic, "),
