@@ -217,7 +217,7 @@ class PixelHead(nn.Module):
 
     def forward(self, feats: Tensor, z: Tensor) -> Tensor:
         # channels-last: oneDNN's CPU convs run ~1.4x faster forward + backward in it at these widths
-        # (benchmarks/train_throughput.py); the weights and their gradients keep the default layout.
+        # (10 frames of 32x32, 1 thread: ~12-13 against ~18-19 ms); weights and gradients keep their layout.
         return self.net(torch.cat([feats, z], dim=1).contiguous(memory_format=torch.channels_last))
 
 
