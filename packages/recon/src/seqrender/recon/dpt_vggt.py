@@ -4,9 +4,10 @@ it), written here from its description, with the same parameter names and shapes
 
 Four token layers (B', P, C) -> LayerNorm -> 1×1 conv to `out_channels[i]` -> + sinusoidal
 position embedding (0.1 ×) -> resample to 4×, 2×, 1×, ½× the patch grid (transposed convs, identity,
-strided conv) -> 3×3 conv to `features` -> top-down fusion (residual conv units, bilinear
-upsampling with aligned corners, 1×1 out conv) -> 3×3 conv to features/2 -> bilinear resize to the
-image -> + position embedding -> 3×3 conv (32) -> ReLU -> 1×1 conv to `output_dim`.
+strided conv) -> 3×3 conv to `features` -> top-down fusion (residual conv units whose skip adds
+ReLU(x), as VGGT's in-place ReLU makes it; bilinear upsampling with aligned corners, 1×1 out conv)
+-> 3×3 conv to features/2 -> bilinear resize to the image -> + position embedding -> 3×3 conv (32)
+-> ReLU -> 1×1 conv to `output_dim`.
 
 Keys: norm, projects.{0..3}, resize_layers.{0,1,3}, scratch.layer{1..4}_rn (no bias),
 scratch.refinenet{1..4}.{out_conv,resConfUnit1 (not in refinenet4),resConfUnit2}.conv{1,2},
@@ -56,6 +57,16 @@ def add_position(x: Tensor, aspect: float) -> Tensor:
     return x + POS_EMBED_RATIO * sincos_embedding(uv, x.shape[1])[None]
 
 
+class VGGTResidualConvUnit(ResidualConvUnit):
+    """VGGT's residual unit: its activation is a shared `nn.ReLU(inplace=True)`, so the first ReLU
+    rectifies the input in place and the skip adds ReLU(x), not x:
+    relu(x) + conv2(relu(conv1(relu(x)))). Same keys (conv1, conv2) as `ResidualConvUnit`."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = F.relu(x)
+        return x + self.conv2(F.relu(self.conv1(x)))
+
+
 class FusionBlock(nn.Module):
     """out_conv(upsample(rcu2(x + rcu1(skip)))) with bilinear, corner-aligned upsampling to `size`
     (2× when None)."""
@@ -64,8 +75,8 @@ class FusionBlock(nn.Module):
         super().__init__()
         self.out_conv = nn.Conv2d(features, features, 1)
         if has_skip:
-            self.resConfUnit1 = ResidualConvUnit(features)
-        self.resConfUnit2 = ResidualConvUnit(features)
+            self.resConfUnit1 = VGGTResidualConvUnit(features)
+        self.resConfUnit2 = VGGTResidualConvUnit(features)
 
     def forward(self, x: Tensor, skip: Tensor | None = None, *, size: tuple[int, int] | None = None) -> Tensor:
         if skip is not None:
