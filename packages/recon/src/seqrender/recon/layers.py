@@ -28,7 +28,8 @@ class Rope2D(nn.Module):
 
     def _rotate(self, x: Tensor, pos: Tensor) -> Tensor:
         d = x.shape[-1]
-        inv_freq = self.frequency ** (-torch.arange(0, d, 2, device=x.device, dtype=torch.float32) / d)
+        # 1 / f^(k/d) as VGGT rounds it (f^(-k/d) differs by an ulp in float32)
+        inv_freq = 1.0 / self.frequency ** (torch.arange(0, d, 2, device=x.device, dtype=torch.float32) / d)
         angles = pos.to(torch.float32)[..., None] * inv_freq  # (B, N, d/2)
         angles = torch.cat([angles, angles], dim=-1)[:, None].to(x.dtype)  # (B, 1, N, d)
         x1, x2 = x.chunk(2, dim=-1)
