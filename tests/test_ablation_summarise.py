@@ -22,7 +22,7 @@ T_TABLE = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 10: 2.228, 30: 2.0
 
 
 def write_job(job: Path, *, overrides: list[str], experiment: str | None, seed: int, scores: dict | None,
-              schedules: dict | None = None) -> None:
+              schedules: dict | None = None, train: dict | None = None) -> None:
     """A finished job: Hydra's .hydra files and a metrics.json whose trained rows are `scores`
     ({setting: (psnr, ssim)}), each with a bootstrap interval of ±0.1 / ±0.01."""
     (job / ".hydra").mkdir(parents=True)
@@ -35,6 +35,8 @@ def write_job(job: Path, *, overrides: list[str], experiment: str | None, seed: 
     metrics = {"eval": {s: {"trained": row(*v), "untrained": row(4.6, 0.005)} for s, v in scores.items()}}
     if schedules:
         metrics["schedules"] = {name: {s: row(*v) for s, v in rows.items()} for name, rows in schedules.items()}
+    if train:
+        metrics["train"] = train
     (job / "metrics.json").write_text(json.dumps(metrics))
 
 
@@ -192,3 +194,25 @@ def test_failed_job_is_skipped_and_named(tmp_path):
     sweep = read_sweep(tmp_path / "sweep")
     assert [(j.name, r) for j, r in sweep.skipped] == [("2", "failed: error: RuntimeError: boom")]
     assert [a.label for a in summarise_sweep(sweep).arms] == ["gta", "cape"]
+
+
+def test_arm_cost_is_its_parameter_count_and_seconds_per_step_over_seeds(tmp_path):
+    """Each job's metrics.json "train" record: parameters (one count per arm) and seconds ÷ steps, with
+    the Student-t interval over seeds computed by hand; a job without the record shows n/a."""
+    seconds = {"mode": [30.0, 33.0, 36.0], "uniform": [60.0, 66.0, 63.0]}
+    for job, (arm, seed) in enumerate((a, s) for a in seconds for s in range(3)):
+        write_job(tmp_path / "sweep" / str(job), overrides=["experiment=ablate_sampler", f"sampler={arm}"],
+                  experiment="ablate_sampler", seed=seed, scores={"3->1": (14.0 + seed, 0.4)},
+                  train={"steps": 300, "seconds": seconds[arm][seed], "parameters": 1000 if arm == "mode" else 2000})
+    write_job(tmp_path / "sweep" / "6", overrides=["experiment=ablate_sampler", "sampler=logit_normal"],
+              experiment="ablate_sampler", seed=0, scores={"3->1": (13.0, 0.4)})
+    arms = {a.label: a for a in summarise_sweep(read_sweep(tmp_path / "sweep")).arms}
+    for arm, expected in seconds.items():
+        got = arms[arm].step_seconds
+        assert (got.mean, got.lo, got.hi) == pytest.approx(t_interval_by_hand([x / 300 for x in expected]), rel=1e-3)
+    assert (arms["mode"].parameters, arms["uniform"].parameters) == (1000, 2000)
+    assert arms["logit_normal"].parameters is None and arms["logit_normal"].step_seconds is None
+    _cli().main([str(tmp_path / "sweep"), "--out", str(tmp_path / "out")])
+    text = (tmp_path / "out" / "ablate_sampler.md").read_text()
+    assert "| parameters | train s/step |" in text and "| 2,000 | 0.210 [" in text
+    assert "| logit_normal | 0 | 13.00 [12.90, 13.10] | 0.400 [0.390, 0.410] | n/a | n/a |" in text

@@ -2,6 +2,7 @@
 run config; the quick CI form of one sweep runs for real through `run.py -m` and `summarise.py`; and
 `eval.schedules` scores a trained run exactly as a run sampled with that schedule does."""
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +14,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _runs import REPO, TINY, command, env  # noqa: E402
+from test_e2e_fourreal import TINY_4D  # noqa: E402
 
 from seqrender.experiments.cli import CONFIG_DIR, before_compose  # noqa: E402
 from seqrender.experiments.config import ConfigError, validate_config  # noqa: E402
@@ -90,6 +92,28 @@ def test_quick_posenc_sweep_then_summarise(tmp_path):
     assert "| gta vs rope | 1->3 (1→5) |" in text and "| gta vs rope | 3->1 (5→1) |" in text
     with Image.open(tmp_path / "out" / "ablate_posenc.png") as image:
         assert image.format == "PNG" and min(image.size) > 200
+
+
+def test_quick_fourreal_sweep_compares_quality_and_speed_of_the_three_attentions(tmp_path):
+    """4RV2 Table 2 at tiny size: fused / parallel / sequential view-time attention trained on the same
+    grids and budget (1 seed × 3 steps), then one table of quality, parameters and step time."""
+    sweep = tmp_path / "sweep"
+    args = ["-m", "experiment=ablate_fourreal", "model.attention=fused,parallel,sequential", *TINY_4D,
+            "trainer.steps=3", "seed=0", f"hydra.sweep.dir={sweep}"]
+    proc = subprocess.run(command(*args), cwd=REPO, env=env(tmp_path / "data"), capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = subprocess.run([sys.executable, str(REPO / "experiments" / "summarise.py"), str(sweep),
+                              "--out", str(tmp_path / "out")], capture_output=True, text=True, timeout=300)
+    assert summary.returncode == 0, summary.stderr[-3000:]
+    text = (tmp_path / "out" / "ablate_fourreal.md").read_text()
+    arm_row = re.compile(r"^\| (fused|parallel|sequential)(?: \(paper's choice\))? \| 0 \|")
+    rows = {m.group(1): line.split(" | ") for line in text.splitlines() if (m := arm_row.match(line))}
+    assert set(rows) == {"fused", "parallel", "sequential"}
+    parameters = {arm: int(cells[-2].replace(",", "")) for arm, cells in rows.items()}
+    assert parameters["fused"] < parameters["sequential"] < parameters["parallel"]   # extra layers per block
+    assert all(float(cells[-1].strip(" |")) > 0 for cells in rows.values())            # s/step, one seed
+    assert "| fused vs parallel | row+column->grid" in text and "| fused vs sequential |" in text
 
 
 def test_eval_schedules_equal_runs_sampled_with_each_schedule(tmp_path):

@@ -13,7 +13,7 @@ sweep's resolved config except for the swept keys (and seed); its arm is its val
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
@@ -28,7 +28,8 @@ METRICS = "metrics.json"
 class Entry:
     """One scored arm of one job: overrides {key: value} of the job's command line (seed included);
     arm: the overrides, plus "schedule" for an `eval.schedules` entry; scores {eval setting:
-    {"psnr", "ssim", "psnr_ci95", "ssim_ci95", ...}} of the trained model."""
+    {"psnr", "ssim", "psnr_ci95", "ssim_ci95", ...}} of the trained model; train: the job's
+    `metrics.json` "train" section (steps, seconds, parameters, ...; empty if absent)."""
 
     job: Path
     overrides: dict[str, str]
@@ -36,6 +37,7 @@ class Entry:
     seed: int
     scores: dict[str, dict]
     borrowed: bool = False  # taken from another sweep as a shared baseline (`borrow_baselines`)
+    train: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -143,7 +145,7 @@ def _borrowed_entry(job: Path, keys: tuple[str, ...], reference: dict, like: dic
         arm[key] = text if text is not None and yaml.safe_load(text) == value else _spelled(value)
     entry = found[0]
     arm["seed"] = str(entry.seed)
-    return Entry(job, entry.overrides, arm, entry.seed, entry.scores, borrowed=True), None
+    return Entry(job, entry.overrides, arm, entry.seed, entry.scores, borrowed=True, train=entry.train), None
 
 
 def _spelled(value) -> str:
@@ -185,10 +187,12 @@ def _job_entries(job: Path) -> tuple[list[Entry], str | None]:
         return [], f"{METRICS} has no evaluation ({metrics.get('eval', 'missing')})"
     overrides, seed = _overrides(job), int(_config(job).get("seed", 0))
     overrides["seed"] = str(seed)
+    train = metrics.get("train") if isinstance(metrics.get("train"), dict) else {}
     if isinstance(metrics.get("schedules"), dict):
-        return [Entry(job, overrides, {**overrides, "schedule": name}, seed, scores)
+        return [Entry(job, overrides, {**overrides, "schedule": name}, seed, scores, train=train)
                 for name, scores in metrics["schedules"].items()], None
-    return [Entry(job, overrides, overrides, seed, {s: rows["trained"] for s, rows in metrics["eval"].items()})], None
+    return [Entry(job, overrides, overrides, seed, {s: rows["trained"] for s, rows in metrics["eval"].items()},
+                  train=train)], None
 
 
 def _overrides(job: Path) -> dict[str, str]:

@@ -32,6 +32,12 @@ def cell(score: Score | None, metric: str) -> str:
     return f"{score.mean:.{d}f} [{score.lo:.{d}f}, {score.hi:.{d}f}]"
 
 
+def seconds(score: Score | None) -> str:
+    if score is None:
+        return "n/a"
+    return f"{score.mean:.3f}" if score.lo == score.hi else f"{score.mean:.3f} [{score.lo:.3f}, {score.hi:.3f}]"
+
+
 def markdown(summary: Summary, sweep: Sweep, sweep_dir: Path, chart: str) -> str:
     """The whole summary page: provenance, scores per arm, verdicts against the paper, the chart."""
     settings = settings_of(summary)
@@ -50,12 +56,16 @@ def markdown(summary: Summary, sweep: Sweep, sweep_dir: Path, chart: str) -> str
     lines += [f"- skipped `{job}`: {reason}" for job, reason in sweep.skipped]
     lines += ["", "Trained model (EMA), mean [95 % interval]; intervals: "
               + "; ".join(sorted({a.interval for a in summary.arms})) + ".", ""]
-    header = ["arm", "seeds"] + [f"{s} {NAMES[m]}" for s in settings for m in METRICS]
+    header = ["arm", "seeds"] + [f"{s} {NAMES[m]}" for s in settings for m in METRICS] + ["parameters",
+                                                                                        "train s/step"]
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for arm in summary.arms:
         chosen = " (paper's choice)" if summary.paper and arm.label == summary.paper.chosen else ""
         cells = [cell(arm.scores.get(s, {}).get(m), m) for s in settings for m in METRICS]
+        cells += [f"{arm.parameters:,}" if arm.parameters is not None else "n/a", seconds(arm.step_seconds)]
         lines.append(f"| {arm.label}{chosen} | {','.join(map(str, arm.seeds))} | " + " | ".join(cells) + " |")
+    lines += ["", "Train s/step: each job's training wall time ÷ its steps, as the jobs ran (machine load "
+              "included: compare arms that ran side by side), mean [95 % interval over seeds]."]
     lines += verdict_table(summary)
     return "\n".join(lines + ["", f"![{summary.name}]({chart})", ""])
 

@@ -36,12 +36,16 @@ class Score:
 
 @dataclass(frozen=True)
 class Arm:
-    """label: the arm's swept value(s); seeds: one per entry; scores {setting: {metric: Score}}."""
+    """label: the arm's swept value(s); seeds: one per entry; scores {setting: {metric: Score}};
+    parameters: the model's parameter count (None unless every entry reports the same);
+    step_seconds: training wall seconds per step over the seeds (None without train records)."""
 
     label: str
     seeds: tuple[int, ...]
     scores: dict[str, dict[str, Score]]
     psnr_by_seed: dict[str, dict[int, float]]  # {setting: {seed: PSNR}} for the paired verdict
+    parameters: int | None = None
+    step_seconds: Score | None = None
 
     @property
     def interval(self) -> str:
@@ -99,7 +103,18 @@ def summarise_arm(label: str, entries: list[Entry]) -> Arm:
     kept = {s: {m: v for m, v in row.items() if v is not None} for s, row in scores.items()}
     by_seed = {s: {e.seed: float(e.scores[s]["psnr"]) for e in entries
                    if e.scores.get(s, {}).get("psnr") is not None} for s in settings}
-    return Arm(label, tuple(e.seed for e in entries), kept, by_seed)
+    counts = {e.train.get("parameters") for e in entries}
+    parameters = counts.pop() if len(counts) == 1 else None
+    return Arm(label, tuple(e.seed for e in entries), kept, by_seed, parameters, step_seconds(entries))
+
+
+def step_seconds(entries: list[Entry]) -> Score | None:
+    """Training wall seconds ÷ steps per entry: Student-t over ≥ 2 entries, the value itself for one."""
+    per_step = [e.train["seconds"] / e.train["steps"] for e in entries
+                if e.train.get("seconds") is not None and e.train.get("steps")]
+    if len(per_step) >= 2:
+        return Score(*stats.t_interval(np.array(per_step, dtype=np.float64)))
+    return Score(per_step[0], per_step[0], per_step[0]) if per_step else None
 
 
 def seed_score(rows: list[dict], metric: str) -> Score | None:
