@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import importlib.util
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -75,6 +76,16 @@ def main() -> None:
             layers, _ = model(images[:, :, t].contiguous())
             for i in spec["layers"]:
                 out[f"aggregator.{kind}.layer.{i}.time.{t}"] = layers[i]
+
+    vit = importlib.import_module("vggt.layers.vision_transformer")
+    attention = importlib.import_module("vggt.layers.attention").MemEffAttention
+    block = partial(importlib.import_module("vggt.layers.block").Block, attn_class=attention)
+    config = p.DINOV2["config"]                                    # the hub models' other settings:
+    model = with_drawn_weights(vit.DinoVisionTransformer(
+        **config, mlp_ratio=4, block_fn=block, init_values=1.0, block_chunks=0, num_register_tokens=0,
+        interpolate_antialias=False, interpolate_offset=0.1), p)
+    features = model.forward_features(p.inputs_for("dinov2")["images"])
+    out["dinov2.tokens"] = torch.cat([features["x_norm_clstoken"][:, None], features["x_norm_patchtokens"]], 1)
 
     out = {k: v.float().contiguous() for k, v in out.items()}
     out["meta"] = {"vggt_commit": args.commit, "dtype": "float64", "torch": str(torch.__version__)}

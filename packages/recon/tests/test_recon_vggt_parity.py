@@ -1,7 +1,9 @@
 """Numerical parity with facebookresearch/vggt's own code on random weights.
 
-`data/vggt_reference.pt` holds the outputs of VGGT's `DPTHead` (depth), `CameraHead` and
-`Aggregator` (conv and DINOv2-S/14-reg patch embeddings), run in float64 by
+`data/vggt_reference.pt` holds the outputs of VGGT's `DPTHead` (depth), `CameraHead`,
+`Aggregator` (conv and DINOv2-S/14-reg patch embeddings) and its DINOv2 ViT in the original hub
+models' settings (no registers, position grid resized by scale factor with offset 0.1, no
+antialiasing; Kaleido's auxiliary encoder), run in float64 by
 `make_vggt_reference.py` on the weights and inputs that `parameters_for` / `inputs_for` below
 draw (each tensor from a generator seeded by its name, so both sides draw the same values whatever
 their parameter order). Here the same weights go into seqrender's modules, which must reproduce
@@ -20,6 +22,7 @@ import torch
 
 from seqrender.recon import AggregatorConfig, VGGTCameraHead, VGGTDepthHead
 from seqrender.recon.aggregator import Aggregator
+from seqrender.recon.dinov2 import DinoV2, DinoV2Config
 
 REFERENCE = Path(__file__).with_name("data") / "vggt_reference.pt"
 
@@ -35,6 +38,9 @@ AGGREGATOR = {
                                dino_depth=12),
                    views=2, times=1, size=(42, 70), layers=(1,)),       # stored: the last layer
 }
+
+# The hub models' ViT (`DinoV2Config` defaults but sizes): 2 blocks of width 96, 4 heads, layer scale.
+DINOV2 = dict(config=dict(embed_dim=96, depth=2, num_heads=4, patch_size=14, img_size=56), images=2, size=(42, 70))
 
 
 def draw(name: str, shape, scale: float = 1.0) -> torch.Tensor:
@@ -68,6 +74,8 @@ def inputs_for(case: str) -> dict[str, torch.Tensor]:
         tokens = DEPTH["patch_start_idx"] + (h // 14) * (w // 14)
         return {f"tokens.{i}": draw(f"depth.tokens.{i}", (1, DEPTH["frames"], tokens, DEPTH["dim_in"]))
                 for i in DEPTH["layers"]} | {"images": draw("depth.images", (1, DEPTH["frames"], 3, h, w)).sigmoid()}
+    if case == "dinov2":
+        return {"images": draw("dinov2.images", (DINOV2["images"], 3, *DINOV2["size"]))}   # normalised: any reals
     if case == "camera":
         return {"camera_tokens": draw("camera.tokens", (CAMERA["batch"], CAMERA["frames"], CAMERA["dim_in"]))}
     spec = AGGREGATOR[case.removeprefix("aggregator.")]
@@ -83,6 +91,8 @@ def ours(case: str) -> torch.nn.Module:
         model = VGGTCameraHead(CAMERA["dim_in"], trunk_depth=CAMERA["trunk_depth"], num_heads=CAMERA["num_heads"],
                                mlp_ratio=CAMERA["mlp_ratio"], init_values=CAMERA["init_values"],
                                iterations=CAMERA["iterations"])
+    elif case == "dinov2":
+        model = DinoV2(DinoV2Config(**DINOV2["config"]))
     else:
         model = Aggregator(AggregatorConfig(**AGGREGATOR[case.removeprefix("aggregator.")]["config"]))
     model = model.double()
@@ -135,3 +145,10 @@ def test_aggregator_matches_vggt_per_timestep(reference, kind):
     for i, tokens in zip(spec["layers"], layers):
         for t in range(tokens.shape[2]):
             check(tokens[:, :, t], reference[f"{case}.layer.{i}.time.{t}"])
+
+
+@torch.no_grad()
+def test_dinov2_hub_settings_match_vggt_vision_transformer(reference):
+    """[cls, patches] final-normed tokens at 42×70 px: the 4×4 position grid resized to 3×5 by scale
+    factor (rows + 0.1) / 4, bicubic without antialiasing, as the original hub models do."""
+    check(ours("dinov2")(inputs_for("dinov2")["images"]), reference["dinov2.tokens"])
