@@ -32,7 +32,7 @@ def cell(score: Score | None, metric: str) -> str:
     return f"{score.mean:.{d}f} [{score.lo:.{d}f}, {score.hi:.{d}f}]"
 
 
-def seconds(score: Score | None) -> str:
+def seconds_cell(score: Score | None) -> str:
     if score is None:
         return "n/a"
     return f"{score.mean:.3f}" if score.lo == score.hi else f"{score.mean:.3f} [{score.lo:.3f}, {score.hi:.3f}]"
@@ -62,7 +62,7 @@ def markdown(summary: Summary, sweep: Sweep, sweep_dir: Path, chart: str) -> str
     for arm in summary.arms:
         chosen = " (paper's choice)" if summary.paper and arm.label == summary.paper.chosen else ""
         cells = [cell(arm.scores.get(s, {}).get(m), m) for s in settings for m in METRICS]
-        cells += [f"{arm.parameters:,}" if arm.parameters is not None else "n/a", seconds(arm.step_seconds)]
+        cells += [f"{arm.parameters:,}" if arm.parameters is not None else "n/a", seconds_cell(arm.step_seconds)]
         lines.append(f"| {arm.label}{chosen} | {','.join(map(str, arm.seeds))} | " + " | ".join(cells) + " |")
     lines += ["", "Train s/step: each job's training wall time ÷ its steps, as the jobs ran (machine load "
               "included: compare arms that ran side by side), mean [95 % interval over seeds]."]
