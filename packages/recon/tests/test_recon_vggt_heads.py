@@ -9,7 +9,7 @@ import torch
 from seqrender.recon import (AggregatorConfig, FeedForwardReconstructor, ReconstructorConfig, VGGTCameraHead,
                              VGGTDepthHead, load_vggt_reconstructor)
 from seqrender.recon.camera_head import decode_pose_encoding
-from seqrender.recon.dpt_vggt import VGGTResidualConvUnit, sincos_embedding, view_plane_uv
+from seqrender.recon.dpt_vggt import sincos_embedding, view_plane_uv
 
 
 def conv(prefix, c_out, c_in, k, bias=True):
@@ -124,15 +124,6 @@ def test_position_embedding_matches_the_formula():
     expected = [math.sin(u), math.sin(u / 10), math.cos(u), math.cos(u / 10),
                 math.sin(v), math.sin(v / 10), math.cos(v), math.cos(v / 10)]
     torch.testing.assert_close(emb[:, 1, 3], torch.tensor(expected, dtype=torch.float64))
-
-
-def test_residual_unit_skip_is_rectified_like_vggt():
-    """VGGT's shared nn.ReLU(inplace=True) rectifies the unit's input before the skip add."""
-    unit = VGGTResidualConvUnit(4)
-    x = torch.randn(2, 4, 5, 5)
-    expected = x.relu() + unit.conv2(unit.conv1(x.relu()).relu())
-    torch.testing.assert_close(unit(x), expected)
-    assert (x < 0).any() and not torch.allclose(unit(x), x + unit.conv2(unit.conv1(x.relu()).relu()))
 
 
 def test_depth_head_shapes_and_positivity():

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Callable, NoReturn
 
 import torch
+import torch.distributed as dist
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import ValueType
@@ -162,7 +163,5 @@ def end_process_group() -> None:
     """Destroy the default process group of a multi-process run before the interpreter exits, as
     PyTorch asks. Left to interpreter teardown, a rank once aborted in CI with "terminate called
     without an active exception" after its run had finished (a C++ thread still joinable)."""
-    import torch.distributed as dist
-
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()

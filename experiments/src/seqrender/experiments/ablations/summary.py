@@ -109,12 +109,10 @@ def summarise_arm(label: str, entries: list[Entry]) -> Arm:
 
 
 def step_seconds(entries: list[Entry]) -> Score | None:
-    """Training wall seconds ÷ steps per entry: Student-t over ≥ 2 entries, the value itself for one."""
-    per_step = [e.train["seconds"] / e.train["steps"] for e in entries
-                if e.train.get("seconds") is not None and e.train.get("steps")]
-    if len(per_step) >= 2:
-        return Score(*stats.t_interval(np.array(per_step, dtype=np.float64)))
-    return Score(per_step[0], per_step[0], per_step[0]) if per_step else None
+    """Training wall seconds ÷ steps over the entries, as `seed_score` takes any metric."""
+    rows = [{"s": e.train["seconds"] / e.train["steps"]} for e in entries
+            if e.train.get("seconds") is not None and e.train.get("steps")]
+    return seed_score(rows, "s")
 
 
 def seed_score(rows: list[dict], metric: str) -> Score | None:
