@@ -12,7 +12,7 @@ from seqrender.experiments.ablations.collect import Sweep  # noqa: E402
 from seqrender.experiments.ablations.summary import METRICS, Score, Summary, arm_label  # noqa: E402
 from seqrender.experiments.checkpoint import atomic_write  # noqa: E402
 
-DIGITS = {"psnr": 2, "ssim": 3}
+DIGITS = {"psnr": 2, "ssim": 3, "seconds": 3}
 NAMES = {"psnr": "PSNR dB", "ssim": "SSIM"}
 PAPER_SETTING = {"1->3": "1→5", "3->1": "5→1"}
 
@@ -26,16 +26,13 @@ def _count(n: int, noun: str) -> str:
 
 
 def cell(score: Score | None, metric: str) -> str:
+    """"mean [lo, hi]" with the metric's digits; the mean alone when there is no interval (one value)."""
     if score is None:
         return "n/a"
     d = DIGITS[metric]
+    if score.lo == score.hi:
+        return f"{score.mean:.{d}f}"
     return f"{score.mean:.{d}f} [{score.lo:.{d}f}, {score.hi:.{d}f}]"
-
-
-def seconds_cell(score: Score | None) -> str:
-    if score is None:
-        return "n/a"
-    return f"{score.mean:.3f}" if score.lo == score.hi else f"{score.mean:.3f} [{score.lo:.3f}, {score.hi:.3f}]"
 
 
 def markdown(summary: Summary, sweep: Sweep, sweep_dir: Path, chart: str) -> str:
@@ -62,7 +59,7 @@ def markdown(summary: Summary, sweep: Sweep, sweep_dir: Path, chart: str) -> str
     for arm in summary.arms:
         chosen = " (paper's choice)" if summary.paper and arm.label == summary.paper.chosen else ""
         cells = [cell(arm.scores.get(s, {}).get(m), m) for s in settings for m in METRICS]
-        cells += [f"{arm.parameters:,}" if arm.parameters is not None else "n/a", seconds_cell(arm.step_seconds)]
+        cells += [f"{arm.parameters:,}" if arm.parameters is not None else "n/a", cell(arm.step_seconds, "seconds")]
         lines.append(f"| {arm.label}{chosen} | {','.join(map(str, arm.seeds))} | " + " | ".join(cells) + " |")
     lines += ["", "Train s/step: each job's training wall time ÷ its steps, as the jobs ran (machine load "
               "included: compare arms that ran side by side), mean [95 % interval over seeds]."]
