@@ -176,6 +176,37 @@ def test_sigint_checkpoints_then_exits_130(tmp_path, inherited):
     assert verify(ckpt) is None and int(ckpt.name[5:]) >= 2  # only the interrupt could have written it
 
 
+def test_sigint_during_evaluation_exits_at_once_and_the_rerun_evaluates(tmp_path):
+    """Ctrl-C after training stops the run at once (the weights are on disk), not after the whole
+    evaluation; rerunning the command evaluates the same weights without training again."""
+    run_dir = tmp_path / "run"
+    usual = [o for o in BASE if not o.startswith("schedule.num_steps")] + ["trainer.progress=false", "trainer.steps=2",
+                                                                            f"hydra.run.dir={run_dir}"]
+    slow_eval = [*usual, "schedule.num_steps=200000"]   # 200 000 sampling steps: minutes of evaluation
+    proc = subprocess.Popen(command(*slow_eval), cwd=REPO, env=env(tmp_path / "data"), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        for line in proc.stdout:
+            if line.startswith("evaluating"):
+                break
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err[-3000:]
+    assert _lines(err) == ["interrupted (SIGINT): no training step was running, nothing is lost; "
+                           "rerun the same command to resume"]
+    assert not (run_dir / "metrics.json").exists()
+    (ckpt,) = (run_dir / "checkpoints").glob("step_*")
+    assert ckpt.name == STEP2 and verify(ckpt) is None
+
+    result = run(*usual, "schedule.num_steps=2", data_root=tmp_path / "data")
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["train"]["steps"] == 2 and "resuming from" in result.stdout
+    assert [p.name for p in (run_dir / "checkpoints").glob("step_*")] == [STEP2]
+
+
 @pytest.mark.parametrize("overrides, start", [
     (["model.hidden=100", "model.heads=4", "model.kv_heads=2"], "config error: model: cannot build 'kaleido'"),
     (["model.patch_size=5"], "config error: model.patch_size: 5 does not divide dataset.resolution=16"),

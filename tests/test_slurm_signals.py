@@ -1,5 +1,6 @@
 """`seqrender.experiments.cluster` without a cluster: the torch.distributed variables exported from
-SLURM / submitit task variables, and the signal hand-over of `preemptible()`."""
+SLURM / submitit task variables, and the signal hand-over of `preemptible()`: deferred to the
+checkpoint inside `training()`, at once elsewhere."""
 import os
 import signal
 import subprocess
@@ -42,7 +43,7 @@ def test_nothing_exported_without_several_tasks(clean_env):
     assert cluster.export_distributed_env() == {}  # torchrun / accelerate launch already did it
 
 
-def test_signal_only_flags_then_reaches_the_previous_handler():
+def test_signal_in_training_only_flags_then_reaches_the_previous_handler():
     calls = []
 
     def submitit_like(signum, frame):  # submitit's would checkpoint the submission and requeue
@@ -50,23 +51,63 @@ def test_signal_only_flags_then_reaches_the_previous_handler():
 
     previous = signal.signal(signal.SIGUSR2, submitit_like)
     try:
-        with pytest.raises(SystemExit):
-            with cluster.preemptible() as stop_requested:
-                assert not stop_requested()
-                os.kill(os.getpid(), signal.SIGUSR2)
-                assert stop_requested() and calls == []  # the training loop checkpoints here
-        assert calls == [signal.SIGUSR2]
+        with cluster.preemptible() as stop_requested:
+            with pytest.raises(SystemExit):
+                with cluster.training():
+                    assert not stop_requested()
+                    os.kill(os.getpid(), signal.SIGUSR2)
+                    assert stop_requested() and calls == []  # the training loop checkpoints here
+                    after_signal = "still training"
+                after_signal = "evaluating"  # not reached: the signal is handed over when training ends
+        assert after_signal == "still training" and calls == [signal.SIGUSR2]
         assert signal.getsignal(signal.SIGUSR2) is submitit_like  # restored
     finally:
         signal.signal(signal.SIGUSR2, previous)
 
 
-def test_sigterm_with_default_action_terminates_after_the_block():
-    script = ("import os, signal\nfrom seqrender.experiments import cluster\n"
-              "with cluster.preemptible() as stop_requested:\n"
-              "    os.kill(os.getpid(), signal.SIGTERM)\n"
-              "    print('checkpointed' if stop_requested() else 'missed', flush=True)\n"
-              "print('survived', flush=True)\n")
+def test_signal_outside_training_reaches_the_previous_handler_at_once():
+    """Evaluation, data and pictures have nothing to checkpoint: the signal acts right away."""
+    calls = []
+
+    def submitit_like(signum, frame):
+        calls.append(signum)
+
+    previous = signal.signal(signal.SIGUSR2, submitit_like)
+    try:
+        with pytest.raises(SystemExit):
+            with cluster.preemptible() as stop_requested:
+                with cluster.training():
+                    pass  # a finished training segment
+                os.kill(os.getpid(), signal.SIGUSR2)
+                pytest.fail("the signal should have ended the block")  # (SystemExit, not this Failed)
+        assert calls == [signal.SIGUSR2] and not stop_requested()
+        assert signal.getsignal(signal.SIGUSR2) is submitit_like
+    finally:
+        signal.signal(signal.SIGUSR2, previous)
+
+
+def test_training_outside_preemptible_changes_nothing():
+    handler = signal.getsignal(signal.SIGTERM)
+    with cluster.training():
+        assert signal.getsignal(signal.SIGTERM) is handler
+
+
+SCRIPT = ("import os, signal\nfrom seqrender.experiments import cluster\n"
+          "with cluster.preemptible() as stop_requested:\n"
+          "    with cluster.training():\n"
+          "        {in_training}\n"
+          "        print('checkpointed' if stop_requested() else 'training', flush=True)\n"
+          "    {after_training}\n"
+          "    print('evaluated', flush=True)\n"
+          "print('survived', flush=True)\n")
+
+
+@pytest.mark.parametrize("in_training, after_training, printed", [
+    ("os.kill(os.getpid(), signal.SIGTERM)", "pass", ["checkpointed"]),   # terminates when training ends
+    ("pass", "os.kill(os.getpid(), signal.SIGTERM)", ["training"]),       # terminates at once
+])
+def test_sigterm_with_default_action_terminates_without_evaluating(in_training, after_training, printed):
+    script = SCRIPT.format(in_training=in_training, after_training=after_training)
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
-    assert proc.stdout.split() == ["checkpointed"]
+    assert proc.stdout.split() == printed
     assert proc.returncode == -signal.SIGTERM

@@ -7,16 +7,20 @@ preemption signals turned into "checkpoint, then requeue".
   variables (submitit's `TorchDistributedEnvironment`), so accelerate starts DDP (gloo on CPU, NCCL on
   GPU). Under `torchrun` / `accelerate launch` (RANK already set) and in single-task runs it does
   nothing.
-- `preemptible()` is a context manager around the training. Inside it, SLURM's pre-timeout signal
+- `preemptible()` is a context manager around the whole job. It watches SLURM's pre-timeout signal
   (submitit's: SIGUSR2 unless `SUBMITIT_PREEMPT_SIGNAL` says otherwise; sent `signal_delay_s` before
-  the time limit), SIGTERM (preemption, `scontrol requeue`, `scancel`) and SIGINT (Ctrl-C) only raise
-  a flag, which the
-  training loop polls each step (`stop_requested`) to write a checkpoint and return. On leaving the
-  block after such a signal, the handler that was there before runs: submitit's pickles the job's
-  submission (hydra-submitit-launcher resubmits itself with the same overrides, so the job reruns in
-  the same run directory), calls `scontrol requeue` and exits; the requeued job resumes from the
-  newest checkpoint of that run directory. Outside submitit the signal's default action (termination)
-  follows the checkpoint.
+  the time limit), SIGTERM (preemption, `scontrol requeue`, `scancel`) and SIGINT (Ctrl-C).
+  - Inside a `training()` block (the training loop), such a signal only raises a flag. The loop
+    polls it each step (`stop_requested`), writes a checkpoint and returns. When the block ends, the
+    signal is handed over.
+  - Elsewhere (data, evaluation, milestone scores, pictures) there is nothing to checkpoint: the
+    weights are already on disk. The signal is handed over at once, instead of after minutes of
+    evaluation. Evaluation is redone on the rerun.
+  Handing over runs the handler that was there before. submitit's pickles the job's submission
+  (hydra-submitit-launcher resubmits itself with the same overrides, so the job reruns in the same
+  run directory), calls `scontrol requeue` and exits; the requeued job resumes from the newest
+  checkpoint of that run directory. Outside submitit the signal's default action (termination)
+  follows; Ctrl-C ends with one line and exit status 130.
 """
 from __future__ import annotations
 
@@ -27,6 +31,7 @@ import subprocess
 import sys
 import threading
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from types import FrameType
 from typing import Callable, Iterator
 
@@ -64,37 +69,87 @@ def requeue_signal() -> signal.Signals:
         raise ValueError(f"SUBMITIT_PREEMPT_SIGNAL={name!r} is not a signal name (e.g. USR1, USR2)") from None
 
 
+@dataclass
+class _Watch:
+    """The innermost `preemptible()` block: the handlers it replaced, the signals it caught, and how
+    many `training()` blocks are open (signals wait for their checkpoint only while one is)."""
+
+    previous: dict[int, Callable | int | None] = field(default_factory=dict)
+    caught: list[int] = field(default_factory=list)
+    training: int = 0
+    handed_over: bool = False
+
+    def restore(self) -> None:
+        for signum, handler in self.previous.items():
+            signal.signal(signum, handler)
+
+    def hand_over(self, signum: int, *, checkpointed: bool = True) -> None:
+        """Stop watching, then let the handler that was there before act on `signum` (once)."""
+        self.restore()
+        if not self.handed_over:
+            self.handed_over = True
+            _hand_over(signum, self.previous[signum], checkpointed=checkpointed)
+
+
+_watch: _Watch | None = None
+
+
 @contextmanager
 def preemptible() -> Iterator[Callable[[], bool]]:
-    """Yield `stop_requested()`: true once the requeue signal or SIGTERM arrived. On exit after one
-    did, hand it to the previous handler (submitit: requeue and exit) or to its default action."""
+    """Yield `stop_requested()`: true once a watched signal arrived inside a `training()` block. On
+    leaving that block, or at once outside one, hand the signal to the previous handler (submitit:
+    requeue and exit) or to its default action."""
+    global _watch
     if threading.current_thread() is not threading.main_thread():
         yield lambda: False  # Python only delivers signals to the main thread
         return
-    caught: list[int] = []
+    watch, outer = _Watch(), _watch
 
     def record(signum: int, frame: FrameType | None) -> None:
-        log.warning("caught %s: checkpointing at the end of this step", signal.Signals(signum).name)
-        caught.append(signum)
+        if watch.training:
+            log.warning("caught %s: checkpointing at the end of this step", signal.Signals(signum).name)
+            watch.caught.append(signum)
+            return
+        watch.hand_over(signum, checkpointed=False)
 
     watched = (requeue_signal(), signal.SIGTERM, signal.SIGINT)
-    previous = {signum: signal.signal(signum, record) for signum in watched}
+    watch.previous = {signum: signal.signal(signum, record) for signum in watched}
+    _watch = watch
     try:
-        yield lambda: bool(caught)
+        yield lambda: bool(watch.caught)
     finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
-    if caught:
-        _hand_over(caught[0], previous[caught[0]])
+        _watch = outer
+        watch.restore()
+    if watch.caught:
+        watch.hand_over(watch.caught[0])
 
 
-def _hand_over(signum: int, handler: Callable | int | None) -> None:
-    """After the checkpoint: let the pre-existing handler act on `signum`, as if it had just arrived;
-    Ctrl-C (SIGINT) ends with one line and exit status 130 instead of a KeyboardInterrupt traceback,
-    also when the run inherited SIGINT ignored (started with `&` from a script): it did stop."""
+@contextmanager
+def training() -> Iterator[None]:
+    """Mark the training loop: inside, the signals of the enclosing `preemptible()` block only raise
+    its flag (the loop checkpoints, then returns); leaving normally after one arrived hands it over
+    right away, so that evaluation does not run first. Does nothing outside `preemptible()`."""
+    watch = _watch
+    if watch is None:
+        yield
+        return
+    watch.training += 1
+    try:
+        yield
+    finally:
+        watch.training -= 1
+    if watch.caught and not watch.training:
+        watch.hand_over(watch.caught[0])
+
+
+def _hand_over(signum: int, handler: Callable | int | None, *, checkpointed: bool = True) -> None:
+    """Let the pre-existing handler act on `signum`, as if it had just arrived (after the training
+    loop's checkpoint, or outside training at once); Ctrl-C (SIGINT) ends with one line and exit
+    status 130 instead of a KeyboardInterrupt traceback, also when the run inherited SIGINT ignored
+    (started with `&` from a script): it did stop."""
     if signum == signal.SIGINT and handler in (signal.default_int_handler, signal.SIG_IGN, signal.SIG_DFL):
-        print("interrupted (SIGINT): checkpoint written; rerun the same command to resume", file=sys.stderr,
-              flush=True)
+        done = "checkpoint written" if checkpointed else "no training step was running, nothing is lost"
+        print(f"interrupted (SIGINT): {done}; rerun the same command to resume", file=sys.stderr, flush=True)
         raise SystemExit(128 + signal.SIGINT)
     if callable(handler):
         try:

@@ -51,6 +51,8 @@ def _run_job(cfg: RunConfig, *, run_dir: Path, stop_requested: Callable[[], bool
     main = PartialState().is_main_process
     eval_started = time.perf_counter()
     task = task_for(cfg)
+    if main:
+        print(f"evaluating the EMA weights of step {result.step} ({cfg.eval.num_items} held-out items each)", flush=True)
     with sharded():  # every rank scores a share of the batches; all get the gathered scores
         results, samples = task.evaluate(cfg, heldout, {"trained": ema, "untrained": build_model(cfg)},
                                          progress=cfg.trainer.progress and main)

@@ -33,7 +33,7 @@ from tqdm.auto import tqdm
 from seqrender.experiments.accumulation import accumulate_gradients, micro_batches
 from seqrender.experiments.activation_checkpointing import checkpoint_blocks
 from seqrender.experiments.checkpoint import latest_checkpoint, save_checkpoint
-from seqrender.experiments.cluster import export_distributed_env
+from seqrender.experiments import cluster
 from seqrender.experiments.config import RunConfig, TrainerConfig
 from seqrender.experiments.failures import RunError
 from seqrender.experiments.init_from import init_from
@@ -64,7 +64,7 @@ def build_model(cfg: RunConfig) -> nn.Module:
 def make_accelerator(trainer: TrainerConfig) -> Accelerator:
     """Export the torch.distributed environment of a SLURM task (if any), then start accelerate with
     `trainer.precision` (seqrender.experiments.precision) and `trainer.sharding` (.sharding)."""
-    export_distributed_env()
+    cluster.export_distributed_env()
     # DDP compares a gradient's strides with its bucket's even on size-1 dims (the attention registers,
     # (1, Hkv, d)): harmless, one copy of a few floats, but it prints a 4-line warning per rank.
     warnings.filterwarnings("ignore", message="Grad strides do not match bucket view strides")
@@ -89,7 +89,14 @@ def train(cfg: RunConfig, scenes, *, run_dir: Path,
     """Train (resuming from `<run_dir>/checkpoints` if present) up to `trainer.steps`, or only up to
     step `stop_at` (checkpointed; status "paused"; the schedule still spans `trainer.steps`).
     `scenes` is the task's training data (`task_for(cfg).load(cfg, "train")`). Every
-    `trainer.log_every` steps the step log's figures also go to `tracker` (.tracking). Returns the result and the EMA model."""
+    `trainer.log_every` steps the step log's figures also go to `tracker` (.tracking). Returns the result and the EMA model.
+    Inside, a stop signal waits for the checkpoint (`cluster.training`); after it, it acts at once."""
+    with cluster.training():
+        return _train(cfg, scenes, run_dir=run_dir, stop_requested=stop_requested, stop_at=stop_at, tracker=tracker)
+
+
+def _train(cfg: RunConfig, scenes, *, run_dir: Path, stop_requested: Callable[[], bool] | None,
+           stop_at: int | None, tracker: Tracking | None) -> tuple[TrainResult, nn.Module]:
     tc = cfg.trainer
     accelerator = make_accelerator(tc)
     model = build_model(cfg)
