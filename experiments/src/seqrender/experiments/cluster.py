@@ -71,11 +71,11 @@ def requeue_signal() -> signal.Signals:
 
 @dataclass
 class _Watch:
-    """The innermost `preemptible()` block: the handlers it replaced, the signals it caught, and how
-    many `training()` blocks are open (signals wait for their checkpoint only while one is)."""
+    """The innermost `preemptible()` block: the handlers it replaced, the first signal it caught, and
+    how many `training()` blocks are open (signals wait for their checkpoint only while one is)."""
 
     previous: dict[int, Callable | int | None] = field(default_factory=dict)
-    caught: list[int] = field(default_factory=list)
+    caught: int | None = None
     training: int = 0
     handed_over: bool = False
 
@@ -108,7 +108,7 @@ def preemptible() -> Iterator[Callable[[], bool]]:
     def record(signum: int, frame: FrameType | None) -> None:
         if watch.training:
             log.warning("caught %s: checkpointing at the end of this step", signal.Signals(signum).name)
-            watch.caught.append(signum)
+            watch.caught = watch.caught or signum
             return
         watch.hand_over(signum, checkpointed=False)
 
@@ -116,12 +116,12 @@ def preemptible() -> Iterator[Callable[[], bool]]:
     watch.previous = {signum: signal.signal(signum, record) for signum in watched}
     _watch = watch
     try:
-        yield lambda: bool(watch.caught)
+        yield lambda: watch.caught is not None
     finally:
         _watch = outer
         watch.restore()
-    if watch.caught:
-        watch.hand_over(watch.caught[0])
+    if watch.caught is not None:
+        watch.hand_over(watch.caught)
 
 
 @contextmanager
@@ -138,8 +138,8 @@ def training() -> Iterator[None]:
         yield
     finally:
         watch.training -= 1
-    if watch.caught and not watch.training:
-        watch.hand_over(watch.caught[0])
+    if watch.caught is not None and not watch.training:
+        watch.hand_over(watch.caught)
 
 
 def _hand_over(signum: int, handler: Callable | int | None, *, checkpointed: bool = True) -> None:
