@@ -3,6 +3,8 @@ interval, paired differences, shuffled references and orbit view choice."""
 from __future__ import annotations
 
 import math
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,7 +12,7 @@ import torch
 
 from seqrender.experiments import stats
 from seqrender.experiments.batching import SceneTensors
-from seqrender.experiments.evaluate import eval_batches, score, summarise
+from seqrender.experiments.evaluate import eval_batches, evaluate, score, summarise
 from seqrender.experiments.orbit import generate_orbits, orbit_views
 
 
@@ -70,6 +72,27 @@ def test_shuffled_references_come_from_another_scene_and_keep_targets():
         assert (donor_scene == donor_scene[:, :1]).all()                    # one consistent donor scene
         # the images of the references are the donor scene's (pixels encode the scene)
         assert torch.allclose(m.images[:, refs, 0, 0, 0] * 6, donor_scene)
+
+
+@pytest.mark.parametrize("shuffled_settings, expected", [(None, {"1->3", "3->1"}), (["3->1"], {"3->1"}), ([], set())])
+def test_shuffled_row_only_in_the_chosen_settings(shuffled_settings, expected):
+    """`eval.shuffled_settings` (None: every setting) picks where the shuffled_references row is
+    scored; the other rows are there in every setting."""
+    sys.path.insert(0, str(Path(__file__).parent))
+    from test_presets import run_config
+    from seqrender.experiments.train import build_model
+
+    cfg = run_config("model=kaleido", "posenc=gta", "model.layers=1", "model.hidden=32", "model.heads=2",
+                     "model.kv_heads=1", "model.window=2", "model.pixel_head=0", "dataset.resolution=8",
+                     "eval.num_items=2", "eval.batch_size=2", "schedule.num_steps=2",
+                     f"eval.shuffled_settings={'null' if shuffled_settings is None else shuffled_settings}")
+    scenes = _scenes()
+    scenes.images[:] = torch.rand(scenes.images.shape)
+    scenes.intrinsics[..., :2, 2] = 4.0                                    # principal point of 8 x 8 images
+    results, _ = evaluate(cfg, scenes, {"trained": build_model(cfg), "untrained": build_model(cfg)}, progress=False)
+    for setting, rows in results.items():
+        extra = {"shuffled_references"} if setting in expected else set()
+        assert set(rows) == {"trained", "trained_1step", "untrained", "mean_reference", "nearest_reference"} | extra
 
 
 def test_score_averages_views_within_items():

@@ -3,8 +3,10 @@
 - Every library installs alone into a venv that holds only torch, and imports without hydra /
   pydantic / accelerate / submitit.
 - With its `test` extra, every module its sources and tests import is importable there.
-- `scripts/setup.sh` (= `make setup`, what the README runs) in a fresh venv gives an environment
-  where the whole suite collects and every module the repo imports is importable.
+- `scripts/setup.sh` (= `make setup`, what `make run` runs) in a fresh venv gives an environment
+  where every module the libraries and the app import is importable (triton, optional, aside), and
+  `scripts/setup.sh --test` (what `make test` runs) one where the whole suite collects and every
+  module the repo imports is importable.
 
 torch (+ pip, setuptools) comes from one venv per module, installed from the on-disk wheel; each
 check gets its own venv without pip, layered on it by a `.pth` file, so nothing installed for one
@@ -25,6 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ["posenc", "flowmatch", "attention", "recon", "models"]
 APP_ONLY = ("hydra", "omegaconf", "pydantic", "accelerate", "submitit")
 REPO_DIRS = ["packages", "experiments", "tests", "benchmarks", "scripts"]
+RUNTIME_OPTIONAL = {"triton"}  # not in requirements.txt: attention[triton], or the test set-up
 
 
 def imported_modules(paths: list[Path]) -> tuple[set[str], set[str]]:
@@ -116,7 +119,15 @@ def test_package_installs_alone_with_its_test_dependencies(fresh_python, name):
 
 @pytest.mark.slow
 def test_setup_script_gives_a_venv_where_the_suite_imports(fresh_python):
+    # `make run`'s set-up (requirements.txt): everything the libraries and the app import, but for
+    # the optional triton (attention[triton]: the view-time dispatcher checks for it)
     setup = run(["bash", ROOT / "scripts" / "setup.sh"], cwd=ROOT, PYTHON=str(fresh_python))
+    assert setup.returncode == 0, setup.stderr[-2000:]
+    app, _ = imported_modules([ROOT / "packages" / name / "src" for name in PACKAGES] + [ROOT / "experiments"])
+    check_imports(fresh_python, app - RUNTIME_OPTIONAL)
+    assert run([fresh_python, "-c", "import triton"]).returncode != 0  # ... which only the test set-up installs
+    # `make test`'s set-up adds requirements-test.txt
+    setup = run(["bash", ROOT / "scripts" / "setup.sh", "--test"], cwd=ROOT, PYTHON=str(fresh_python))
     assert setup.returncode == 0, setup.stderr[-2000:]
     collect = run([fresh_python, "-m", "pytest", "--collect-only", "-q"], cwd=ROOT)
     assert collect.returncode == 0, collect.stdout[-3000:] + collect.stderr[-1000:]

@@ -128,6 +128,8 @@ class EvalConfig(_Strict):
     sample_rows: int = Field(ge=0)
     bootstrap_samples: int = Field(default=2000, ge=100)  # resamples of the items for the 95 % intervals
     orbit: bool = True      # Kaleido: orbit.png, 8 generated views around held-out scenes
+    # Kaleido: the settings (of `settings`) that also get the `shuffled_references` row; None: all
+    shuffled_settings: tuple[Setting, ...] | None = None
     milestones: tuple[int, ...] = ()  # training steps at which the EMA is also scored (milestones.json)
     schedules: tuple[str, ...] = ()   # also score the EMA under each of these schedules, same NFE ("schedules" in metrics.json)
 

@@ -260,7 +260,8 @@ def evaluate(cfg: RunConfig, scenes: SceneTensors, models: dict[str, nn.Module],
 
     Rows: "trained" (EMA, configured sampler and guidance), "trained_1step" (posterior mean),
     "shuffled_references" (trained sampler, references taken from another held-out scene, targets
-    and their poses unchanged; only with at least 2 held-out scenes), "untrained" (its velocity is exactly zero, so every sampler returns
+    and their poses unchanged; only with at least 2 held-out scenes, and in the settings of
+    `eval.shuffled_settings` when it is set), "untrained" (its velocity is exactly zero, so every sampler returns
     the noise: scored with one step), and the baselines "mean_reference" and "nearest_reference".
     `vae`: latent-space runs sample latents and score the decoded images."""
     trained = models["trained"].eval()
@@ -271,7 +272,8 @@ def evaluate(cfg: RunConfig, scenes: SceneTensors, models: dict[str, nn.Module],
                                     batch_size=cfg.eval.batch_size, seed=cfg.eval.seed))
         methods = {"trained": (sample_trained, batches),
                    "trained_1step": (model_method(trained, one_step(cfg), vae), batches)}
-        if len(scenes) >= 2:  # another held-out scene to take the references from
+        shuffle = cfg.eval.shuffled_settings is None or setting in cfg.eval.shuffled_settings
+        if shuffle and len(scenes) >= 2:  # another held-out scene to take the references from
             shuffled = list(eval_batches(scenes, setting, num_items=cfg.eval.num_items, batch_size=cfg.eval.batch_size,
                                          seed=cfg.eval.seed, shuffle_references=True))
             methods["shuffled_references"] = (sample_trained, shuffled)
