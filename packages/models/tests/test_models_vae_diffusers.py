@@ -1,6 +1,6 @@
 """The AutoencoderKL loader against diffusers.AutoencoderKL itself (issue 10, item 5): random
 weights, `save_pretrained` to a local folder, then our loader; encode and decode must agree.
-diffusers is a test dependency (requirements.txt and this package's `test` extra)."""
+diffusers is a test dependency (requirements-test.txt and this package's `test` extra)."""
 
 import json
 

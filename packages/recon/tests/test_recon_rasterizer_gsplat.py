@@ -1,6 +1,6 @@
 """The rasteriser's projection against gsplat's pure-torch reference (issue 10, item 6), including
 the 3DGS/gsplat Jacobian clamp at 1.3× the half field of view, with random Gaussians many of which
-are centred outside the image. gsplat is a test dependency (requirements.txt); its `_torch_impl`
+are centred outside the image. gsplat is a test dependency (requirements-test.txt); its `_torch_impl`
 functions run on CPU. Where gsplat cannot be imported the parity test skips with the reason."""
 
 import math
