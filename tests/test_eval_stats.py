@@ -15,6 +15,8 @@ from seqrender.experiments.batching import SceneTensors
 from seqrender.experiments.evaluate import eval_batches, evaluate, score, summarise
 from seqrender.experiments.orbit import generate_orbits, orbit_views
 
+sys.path.insert(0, str(Path(__file__).parent))  # test_presets.run_config composes the real configs
+
 
 def test_bootstrap_interval_matches_normal_theory():
     """For n = 400 iid values the percentile bootstrap interval of the mean is within a few percent
@@ -78,7 +80,6 @@ def test_shuffled_references_come_from_another_scene_and_keep_targets():
 def test_shuffled_row_only_in_the_chosen_settings(shuffled_settings, expected):
     """`eval.shuffled_settings` (None: every setting) picks where the shuffled_references row is
     scored; the other rows are there in every setting."""
-    sys.path.insert(0, str(Path(__file__).parent))
     from test_presets import run_config
     from seqrender.experiments.train import build_model
 

@@ -125,7 +125,6 @@ def test_setup_script_gives_a_venv_where_the_suite_imports(fresh_python):
     assert setup.returncode == 0, setup.stderr[-2000:]
     app, _ = imported_modules([ROOT / "packages" / name / "src" for name in PACKAGES] + [ROOT / "experiments"])
     check_imports(fresh_python, app - RUNTIME_OPTIONAL)
-    assert run([fresh_python, "-c", "import triton"]).returncode != 0  # ... which only the test set-up installs
     # `make test`'s set-up adds requirements-test.txt
     setup = run(["bash", ROOT / "scripts" / "setup.sh", "--test"], cwd=ROOT, PYTHON=str(fresh_python))
     assert setup.returncode == 0, setup.stderr[-2000:]
