@@ -35,10 +35,14 @@ def test_unknown_name_inside_a_sweep_is_caught(tmp_path):
     ("trainer.lr=-1", "trainer.lr", "greater than 0"),
     ("model.hidden=wide", "model.hidden", "valid integer"),
     ("model.heads=5", "model", "heads=5 must divide hidden"),
+    ("trainer.batch_size=3", "trainer", "local_processes=2 must divide batch_size=3"),
 ])
 def test_invalid_field_names_its_path(tmp_path, override, field, words):
+    """The main job's two local ranks (trainer.local_processes=2): the launcher checks the config
+    before starting them, so the line comes once and no run directory (rank logs) is made."""
     result = run("model=kaleido", "posenc=gta", override, f"hydra.run.dir={tmp_path / 'run'}", data_root=tmp_path)
     assert result.returncode == 2
     lines = _lines(result.stderr + result.stdout)
     assert len(lines) == 1 and "Traceback" not in result.stderr, lines
     assert lines[0].startswith(f"config error: {field}") and words in lines[0], lines[0]
+    assert not (tmp_path / "run").exists()

@@ -82,8 +82,21 @@ def launch_locally(trial: DictConfig | None, argv: list[str], *, script: str) ->
     folder = _resolved(trial, "hydra.run.dir") if trial else None
     if not local_launch.wanted(processes, argv) or folder is None:
         return
+    check_before_launch(trial, Path(folder))
     threads = int(OmegaConf.select(trial, "threads", default=0) or 0)
     raise SystemExit(local_launch.launch(script, argv, processes=processes, run_dir=Path(folder), threads=threads))
+
+
+def check_before_launch(trial: DictConfig, folder: Path) -> None:
+    """Validate and pre-flight the trial composition before the local ranks start, so that a config
+    error is one line from the launcher in a few seconds, not from each of N ranks after they have
+    started (each rank checks again: a launcher such as SLURM starts ranks without this process)."""
+    try:
+        raw = OmegaConf.to_container(OmegaConf.masked_copy(trial, [k for k in trial if k != "hydra"]), resolve=True)
+    except OmegaConfBaseException:
+        return  # an interpolation only Hydra's run can resolve: the ranks check the config themselves
+    with failures.reported(None):
+        preflight(validate_config(raw), folder)
 
 
 def check_composition(argv: list[str], *, config_name: str = "config") -> DictConfig | None:
