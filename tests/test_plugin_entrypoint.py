@@ -1,5 +1,10 @@
 """A third-party package registers posenc 'toy' through the entry-point group `seqrender.plugins`;
-once pip-installed, `posenc=toy` works on the command line (and is unknown again after uninstall)."""
+once pip-installed, `posenc=toy` works on the command line (and is unknown without it).
+
+The plugin is installed into a folder of its own (`pip install --target`) that only these tests'
+processes see through PYTHONPATH: the test venv itself is never changed, so tests running at the
+same time in other workers (`pytest -n`) see the registry without 'toy'."""
+import os
 import shutil
 import subprocess
 import sys
@@ -20,11 +25,12 @@ def _pip(*args: str) -> None:
 
 
 @pytest.fixture
-def toy_plugin(tmp_path):
+def toy_plugin(tmp_path, monkeypatch):
+    """The plugin pip-installed into `tmp_path/site`, on PYTHONPATH for the subprocesses of the test."""
     source = shutil.copytree(PLUGIN, tmp_path / "toy_plugin")  # builds write into the source tree
-    _pip("install", "--no-deps", "--no-build-isolation", str(source))
-    yield
-    _pip("uninstall", "-y", "seqrender-toy-plugin")
+    site = tmp_path / "site"
+    _pip("install", "--no-deps", "--no-build-isolation", "--target", str(site), str(source))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH")])))
 
 
 def test_toy_posenc_from_the_command_line(tmp_path, toy_plugin):
