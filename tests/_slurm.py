@@ -4,6 +4,10 @@ Started once per session (installing slurm-wlm, munge, slurmdbd and mariadb-serv
 fresh machine), stopped at the end only if this session started it. Needs root: skipped with the
 reason otherwise. A failure to install or start (no apt, no network) fails the tests with the
 script's message: CI must not report green without having exercised SLURM.
+
+One slurmd per machine, and each xdist worker has its own session: the root `conftest.py` keeps
+every test file that uses `local_slurm` on one worker (its `SLURM_FILES`, checked by
+`tests/test_suite_wiring.py`), so no worker stops the daemons under another.
 """
 from __future__ import annotations
 
