@@ -5,6 +5,7 @@ import torch
 
 from seqrender.models.blocks import (
     AdaLNModulation,
+    grid_sincos,
     PatchEmbed,
     SwiGLU,
     modulate,
@@ -23,6 +24,25 @@ def test_timestep_features_formula():
             freq = 10000 ** (-k / 4)
             assert math.isclose(feats[i, k].item(), math.cos(1000 * ti * freq), abs_tol=1e-4)
             assert math.isclose(feats[i, 4 + k].item(), math.sin(1000 * ti * freq), abs_tol=1e-4)
+
+
+def dit_2d_sincos(h, w, dim):
+    """DiT's get_2d_sincos_pos_embed (facebookresearch/DiT models.py), written out in float64 lists:
+    per token [sin | cos of the column index, sin | cos of the row index], ω_k = 10000^(-k / (dim/4))."""
+    def one_axis(pos):
+        omegas = [10000 ** (-k / (dim // 4)) for k in range(dim // 4)]
+        return [math.sin(pos * o) for o in omegas] + [math.cos(pos * o) for o in omegas]
+    return [[one_axis(j) + one_axis(i) for j in range(w)] for i in range(h)]
+
+
+def test_grid_sincos_is_dits_2d_embedding_up_to_a_channel_order():
+    h, w, dim = 3, 5, 16
+    ours = grid_sincos(h, w, dim).double()
+    q = dim // 4  # ours: [cos row | sin row | cos col | sin col]; DiT: [sin col | cos col | sin row | cos row]
+    order = [*range(3 * q, 4 * q), *range(2 * q, 3 * q), *range(q, 2 * q), *range(q)]
+    torch.testing.assert_close(ours[..., order], torch.tensor(dit_2d_sincos(h, w, dim), dtype=torch.float64),
+                               atol=1e-6, rtol=0)
+    assert len({tuple(v) for v in ours.reshape(h * w, dim).tolist()}) == h * w  # every token its own code
 
 
 def test_swiglu_matches_its_definition():

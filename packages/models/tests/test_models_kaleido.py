@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from seqrender.models import Kaleido, KaleidoConfig
-from seqrender.models.blocks import AdaLNModulation, FinalLayer, record_max_activations
+from seqrender.models.blocks import AdaLNModulation, FinalLayer, grid_sincos, record_max_activations
 from seqrender.posenc import KINDS
 
 B, V, C, H, W = 2, 3, 4, 6, 6  # 3×3 tokens with patch 2: window K=2 needs padding
@@ -167,6 +167,28 @@ def test_first_reference_frame_is_invariant_to_any_world_change(posenc):
     other = extrinsics.clone()
     other[:, 2] = other[:, 2] @ random_se3(gen)
     assert (run(model, z, t, is_reference, intrinsics, other) - base).abs().max() > 1e-3
+
+
+def test_absolute_positions_add_dits_code_of_each_patch_position_and_keep_the_invariances():
+    """model.absolute_positions: the tokens entering the first block are the patch embedding plus
+    the role embedding plus DiT's 2-D sin-cos code of the token's (row, column); no parameters are
+    added, and any world change still leaves the output unchanged (the code is in image space)."""
+    gen = torch.Generator().manual_seed(11)
+    z, t, is_reference, intrinsics, extrinsics = scene(gen)
+    model = make_model(absolute_positions=True)
+    seen = {}
+    model.patch_embed.register_forward_hook(lambda m, args, out: seen.update(patches=out))   # hooks return None
+    model.blocks[0].register_forward_pre_hook(lambda m, args: seen.update(tokens=args[0]))
+    base = run(model, z, t, is_reference, intrinsics, extrinsics)
+    role = model.role_embed[is_reference.long()][:, :, None, None]            # (B, V, 1, 1, D)
+    h, w = H // 2, W // 2
+    expected = seen["patches"] + role + grid_sincos(h, w, model.config.hidden)
+    torch.testing.assert_close(seen["tokens"], expected, atol=1e-6, rtol=0)
+    assert grid_sincos(h, w, model.config.hidden).std(dim=(0, 1)).max() > 0.1  # the code does vary
+    moved = run(model, z, t, is_reference, intrinsics, extrinsics @ random_se3(gen))
+    torch.testing.assert_close(moved, base, atol=2e-5, rtol=1e-4)
+    assert {n for n, _ in model.named_parameters()} == {n for n, _ in make_model().named_parameters()}
+    assert (run(make_model(), z, t, is_reference, intrinsics, extrinsics) - base).abs().max() > 1e-3
 
 
 def test_gta_world_frame_rotation_invariance_without_registers():

@@ -18,7 +18,7 @@ import math
 from dataclasses import dataclass
 
 import torch
-from einops import rearrange
+from einops import rearrange, repeat
 from torch import Tensor, nn
 
 from seqrender.flowmatch import convert_prediction
@@ -98,12 +98,27 @@ def gate(x: Tensor, g: Tensor) -> Tensor:
     return x * broadcast_cond(g, x)
 
 
-def timestep_features(t: Tensor, dim: int = TIME_FEATURES, max_period: float = 10_000.0) -> Tensor:
-    """t (B,) in [0, 1] -> (B, dim) [cos | sin] of 1000·t at geometric frequencies (DiT, GLIDE)."""
+def sinusoids(x: Tensor, dim: int, max_period: float = 10_000.0) -> Tensor:
+    """x (N,) -> (N, dim) [cos | sin] of x at dim/2 geometric frequencies 1 … 1/max_period (DiT, GLIDE)."""
     half = dim // 2
-    freqs = torch.exp(-math.log(max_period) * torch.arange(half, device=t.device, dtype=torch.float32) / half)
-    angles = 1000.0 * t.float()[:, None] * freqs[None]
+    freqs = torch.exp(-math.log(max_period) * torch.arange(half, device=x.device, dtype=torch.float32) / half)
+    angles = x.float()[:, None] * freqs[None]
     return torch.cat([torch.cos(angles), torch.sin(angles)], dim=-1)
+
+
+def timestep_features(t: Tensor, dim: int = TIME_FEATURES, max_period: float = 10_000.0) -> Tensor:
+    """t (B,) in [0, 1] -> (B, dim) sinusoids of 1000·t (DiT, GLIDE)."""
+    return sinusoids(1000.0 * t, dim, max_period)
+
+
+def grid_sincos(h: int, w: int, dim: int, device=None) -> Tensor:
+    """(h, w, dim) fixed absolute position embedding of a token grid (DiT's 2-D sin-cos): the first
+    dim/2 channels are sinusoids of the row index, the rest of the column index."""
+    if dim % 4:
+        raise ValueError(f"grid_sincos needs dim divisible by 4; got {dim}")
+    rows = sinusoids(torch.arange(h, device=device), dim // 2)      # (h, dim/2)
+    cols = sinusoids(torch.arange(w, device=device), dim // 2)      # (w, dim/2)
+    return torch.cat([repeat(rows, "h d -> h w d", w=w), repeat(cols, "w d -> h w d", h=h)], dim=-1)
 
 
 class TimestepEmbedding(nn.Module):

@@ -30,7 +30,7 @@ from seqrender.attention.window import check_frame_mask
 from seqrender.models import registry
 from seqrender.models.dinov2 import DINOV2_SIZES, load_dinov2, normalise_images
 from seqrender.models.blocks import (AdaLNModulation, FinalLayer, PatchEmbed, SwiGLU, TimestepEmbedding,
-                                     TransformerConfig, apply_pixel_head, check_choice, gate,
+                                     TransformerConfig, apply_pixel_head, check_choice, gate, grid_sincos,
                                      last_layer_channels, make_pixel_head, modulate, output_velocity,
                                      unpatchify)
 from seqrender.posenc import grid_angles, invert_se3, normalise_translations
@@ -49,6 +49,10 @@ class KaleidoConfig(TransformerConfig):
     # U-ViT (Bao et al. 2023, §3): a 3×3 conv on the unpatchified output, so neighbouring patches'
     # pixels can agree across their seams; a zero-initialised residual, so it starts as the identity.
     output_conv: bool = False
+    # DiT's fixed 2-D sin-cos embedding of each token's patch position, added to the patch tokens.
+    # GTA's logits see only offsets between tokens, so without it a token's place in the image (its
+    # ray in its camera) can only be inferred from where the frame ends.
+    absolute_positions: bool = False
 
     def __post_init__(self):
         super().__post_init__()
@@ -187,7 +191,9 @@ class Kaleido(nn.Module):
             first = lambda m: torch.cat([take_views(m, anchor)[:, None], m], dim=1)  # anchor as view 0
             feats = self.encoding.input_features(first(intrinsics), first(poses), z.shape[-2], z.shape[-1])
             x = torch.cat([x, feats[:, 1:].to(z.dtype)], dim=2)
-        tokens = self.patch_embed(x)
+        tokens = self.patch_embed(x)                                    # (B, V, h, w, D)
+        if self.config.absolute_positions:
+            tokens = tokens + grid_sincos(*tokens.shape[2:4], tokens.shape[-1], device=tokens.device).to(tokens.dtype)
         return tokens + rearrange(self.role_embed[is_reference.long()], "b v d -> b v 1 1 d")
 
     def aux_features(self, images: Tensor, use: Tensor, grid: tuple[int, int]) -> Tensor:
