@@ -1,7 +1,8 @@
 """Kaleido (papers/kaleido-*.txt §3.2): a decoder-only rectified-flow transformer over V frames.
 
 Tokens are patches of clean reference latents and noised target latents (the caller writes the
-clean latents into the reference frames), plus a learned reference/target embedding. One timestep
+clean latents into the reference frames), plus a learned reference/target embedding and, with
+`absolute_positions`, DiT's fixed 2-D sin-cos code of each patch's place in its image. One timestep
 per scene enters every block through adaLN-Zero. Each block: spatial attention (within a frame) →
 temporal window attention (K×K windows across all frames) → SwiGLU; GQA and register tokens in
 every attention. Positions come from one `SceneEncoding` (posenc registry): the model builds ONE
