@@ -189,6 +189,8 @@ def test_absolute_positions_add_dits_code_of_each_patch_position_and_keep_the_in
     torch.testing.assert_close(moved, base, atol=2e-5, rtol=1e-4)
     assert {n for n, _ in model.named_parameters()} == {n for n, _ in make_model().named_parameters()}
     assert (run(make_model(), z, t, is_reference, intrinsics, extrinsics) - base).abs().max() > 1e-3
+    with pytest.raises(ValueError, match="absolute_positions needs hidden divisible by 4"):
+        small_config(absolute_positions=True, hidden=30, heads=3, kv_heads=3)
 
 
 def test_gta_world_frame_rotation_invariance_without_registers():

@@ -60,6 +60,9 @@ class KaleidoConfig(TransformerConfig):
         if self.window < 1:
             raise ValueError(f"KaleidoConfig.window must be >= 1; got {self.window}")
         check_choice("KaleidoConfig", "pose_frame", self.pose_frame, POSE_FRAMES)
+        if self.absolute_positions and self.hidden % 4:
+            raise ValueError(f"KaleidoConfig.absolute_positions needs hidden divisible by 4 (a sin and a cos "
+                             f"per frequency of each image axis); got hidden={self.hidden}")
         if self.aux_encoder is not None:
             check_choice("KaleidoConfig", "aux_encoder", self.aux_encoder, list(DINOV2_SIZES))
         if self.aux_checkpoint is not None:
