@@ -175,13 +175,14 @@ def test_absolute_positions_add_dits_code_of_each_patch_position_and_keep_the_in
     added, and any world change still leaves the output unchanged (the code is in image space)."""
     gen = torch.Generator().manual_seed(11)
     z, t, is_reference, intrinsics, extrinsics = scene(gen)
+    z = torch.randn(B, V, C, H, W + 2, generator=gen)  # 3×4 tokens: rows and columns cannot be mixed up
     model = make_model(absolute_positions=True)
     seen = {}
     model.patch_embed.register_forward_hook(lambda m, args, out: seen.update(patches=out))   # hooks return None
     model.blocks[0].register_forward_pre_hook(lambda m, args: seen.update(tokens=args[0]))
     base = run(model, z, t, is_reference, intrinsics, extrinsics)
     role = model.role_embed[is_reference.long()][:, :, None, None]            # (B, V, 1, 1, D)
-    h, w = H // 2, W // 2
+    h, w = H // 2, (W + 2) // 2
     expected = seen["patches"] + role + grid_sincos(h, w, model.config.hidden)
     torch.testing.assert_close(seen["tokens"], expected, atol=1e-6, rtol=0)
     assert grid_sincos(h, w, model.config.hidden).std(dim=(0, 1)).max() > 0.1  # the code does vary
