@@ -1,6 +1,8 @@
 """The main job's optimiser step on its two DDP ranks (gloo, 1 thread each, CPU float32): AdamW,
 Muon with every rank orthogonalising every matrix, and Muon with the ranks sharing the
-Newton–Schulz work (`MuonAdamW(process_group=...)`, what the main job runs).
+Newton–Schulz work (`MuonAdamW(process_group=...)`, what the main job runs), each with the
+Newton–Schulz iteration in its direct form and in the form `optim.orthogonalise` picks per shape
+(the Gram form for wide matrices; "auto").
 
 The model is the main job's (config.yaml + preset kaleido); the gradients are random and the same on
 both ranks, as after DDP's all-reduce. Times are medians over round-robin repeats, taken on rank 0
@@ -28,6 +30,15 @@ from seqrender.experiments.train import build_model
 from train_throughput import main_job_config
 
 
+FORMS = ("direct", "auto")
+
+
+def _with_form(optimizer, form: str):
+    for group in optimizer.param_groups:
+        group["ns_form"] = form
+    return optimizer
+
+
 def _rank(rank: int, port: int, repeats: int, out: str) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.set_num_threads(1)
@@ -41,19 +52,23 @@ def _rank(rank: int, port: int, repeats: int, out: str) -> None:
         for p in model.parameters():
             p.grad = torch.randn(p.shape, generator=gen) * 1e-3
         kw = dict(lr=tc.lr, weight_decay=tc.weight_decay, betas=tc.betas)
-        optimizers = {"adamw": build_optimizer(model, name="adamw", **kw),
-                      "muon, each rank all": build_optimizer(model, name="muon", **kw),
-                      "muon, ranks share": build_optimizer(model, name="muon", process_group=dist.group.WORLD, **kw)}
+        optimizers = {"adamw": build_optimizer(model, name="adamw", **kw)}
+        for form in FORMS:
+            optimizers[f"muon, each rank all, {form}"] = _with_form(build_optimizer(model, name="muon", **kw), form)
+            optimizers[f"muon, ranks share, {form}"] = _with_form(
+                build_optimizer(model, name="muon", process_group=dist.group.WORLD, **kw), form)
         def synced(step):          # both ranks start each timed step together, as after DDP's all-reduce
             return lambda: (dist.barrier(), step())
         times = interleaved_medians({name: synced(opt.step) for name, opt in optimizers.items()}, repeats)
         if rank == 0:
             shapes = [tuple(p.shape) for p in hidden_matrices(model)]
             owner = split_by_cost(shapes, 2)
-            torch.save({"times": times, "rate": matmul_gflops(),
-                        "ns_all": sum(newton_schulz_flops(s) for s in shapes),
-                        "ns_rank0": sum(newton_schulz_flops(s) for s, r in zip(shapes, owner) if r == 0),
-                        "matrices": len(shapes)}, out)
+            flops = {"adamw": 0}
+            for form in FORMS:
+                flops[f"muon, each rank all, {form}"] = sum(newton_schulz_flops(s, form=form) for s in shapes)
+                flops[f"muon, ranks share, {form}"] = sum(newton_schulz_flops(s, form=form)
+                                                         for s, r in zip(shapes, owner) if r == 0)
+            torch.save({"times": times, "rate": matmul_gflops(), "ns_flops": flops, "matrices": len(shapes)}, out)
     finally:
         dist.destroy_process_group()
 
@@ -66,7 +81,7 @@ def main() -> None:
         mp.spawn(_rank, args=(port, 5 if args.quick else 30, out), nprocs=2)
         r = torch.load(out)
     times, adamw = r["times"], r["times"]["adamw"]
-    ns_flops = {"adamw": 0, "muon, each rank all": r["ns_all"], "muon, ranks share": r["ns_rank0"]}
+    ns_flops = r["ns_flops"]
     rows = []
     for name, seconds in times.items():
         ns_seconds = seconds - adamw
@@ -77,7 +92,8 @@ def main() -> None:
     report("Main-job optimiser step on two DDP ranks (CPU float32, 1 thread per rank)", rows, json_path=args.json,
            model=f"main job: {r['matrices']} Muon matrices in 4 blocks, hidden 128",
            matmul_gflops_1_thread=r["rate"],
-           shared_over_each_rank_all=times["muon, ranks share"] / times["muon, each rank all"])
+           shared_over_each_rank_all=times["muon, ranks share, auto"] / times["muon, each rank all, auto"],
+           auto_over_direct_shared=times["muon, ranks share, auto"] / times["muon, ranks share, direct"])
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """`seqrender.experiments.optim`: MuonAdamW's update equals torch's own `Muon` (Moonshot's RMS-matched
-step) on the hidden matrices and torch's `AdamW` on the rest; its Newton–Schulz orthogonalisation
-keeps the input's singular vectors (float64 SVD); the split between the two follows the model; two
+step) on the hidden matrices and torch's `AdamW` on the rest; its Newton–Schulz orthogonalisation,
+direct and in Gram form, is the published quintic applied to the singular values (float64 SVD), and
+its FLOP count is torch's FlopCounterMode's; the split between the two follows the model; two
 DDP ranks sharing the Newton–Schulz work step exactly like one process doing all of it."""
 import os
 
@@ -68,6 +69,57 @@ def test_orthogonalise_keeps_singular_vectors_and_flattens_values(shape):
     diag = torch.diagonal(core)
     assert (core - torch.diag(diag)).abs().max() < 1e-10
     assert diag.min() > 0.5 and diag.max() < 1.5                  # the quintic's band around 1
+
+
+def _quintic_on_singular_values(grad: torch.Tensor, steps: int = 5) -> torch.Tensor:
+    """The float64 reference: Newton–Schulz maps grad = U S Vᵀ to U p(...p(S/‖grad‖_F)...) Vᵀ with the
+    scalar quintic p(s) = a s + b s³ + c s⁵ applied `steps` times to each singular value."""
+    a, b, c = 3.4445, -4.7750, 2.0315            # Keller Jordan's coefficients (torch.optim.Muon's)
+    u, s, vh = torch.linalg.svd(grad.double(), full_matrices=False)
+    s = s / s.norm()
+    for _ in range(steps):
+        s = a * s + b * s ** 3 + c * s ** 5
+    return u @ torch.diag(s) @ vh
+
+
+@pytest.mark.parametrize("form", ["auto", "direct", "gram"])
+@pytest.mark.parametrize("shape", [(32, 96), (96, 32), (48, 48), (16, 160), (40, 50)])
+def test_both_newton_schulz_forms_are_the_quintic_on_singular_values(shape, form):
+    grad = torch.randn(shape, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+    reference = _quintic_on_singular_values(grad)
+    torch.testing.assert_close(orthogonalise(grad, form=form), reference, rtol=0, atol=1e-10)
+    # float32, as the optimiser runs: rounding only (the Gram form's growing Q_k stays well inside it)
+    torch.testing.assert_close(orthogonalise(grad.float(), form=form).double(), reference, rtol=0, atol=2e-5)
+    with pytest.raises(ValueError, match="auto, direct or gram"):
+        orthogonalise(grad, form="svd")
+
+
+@pytest.mark.parametrize("shape", [(16, 160), (160, 16), (40, 50), (48, 48), (128, 344)])
+def test_newton_schulz_flops_counts_the_matmuls_of_the_chosen_form(shape):
+    from torch.utils.flop_counter import FlopCounterMode
+    for form in ("direct", "gram", "auto"):
+        with FlopCounterMode(display=False) as counter:
+            orthogonalise(torch.randn(shape), form=form)
+        assert counter.get_total_flops() == newton_schulz_flops(shape, form=form), (shape, form)
+    m, n = sorted(shape)
+    # the Gram form is picked exactly where it is cheaper: wide matrices (n > 1.5 m)
+    cheaper = min(("direct", "gram"), key=lambda f: newton_schulz_flops(shape, form=f))
+    assert newton_schulz_flops(shape) == newton_schulz_flops(shape, form=cheaper)
+    assert (cheaper == "gram") == (n > 1.5 * m)
+
+
+def test_checkpoints_from_before_ns_form_resume():
+    params = [torch.nn.Parameter(torch.randn(16, 48))]
+    optimizer = MuonAdamW([{"params": params, "muon": True}], lr=1e-2, weight_decay=0.0, betas=(0.9, 0.99))
+    params[0].grad = torch.randn(16, 48)
+    optimizer.step()
+    old = optimizer.state_dict()
+    for group in old["param_groups"]:
+        del group["ns_form"]                      # what a checkpoint written before the option holds
+    resumed = MuonAdamW([{"params": params, "muon": True}], lr=1e-2, weight_decay=0.0, betas=(0.9, 0.99))
+    resumed.load_state_dict(old)
+    assert resumed.param_groups[0]["ns_form"] == "auto"
+    resumed.step()
 
 
 def test_groups_follow_the_model():
