@@ -33,12 +33,6 @@ from train_throughput import main_job_config
 FORMS = ("direct", "auto")
 
 
-def _with_form(optimizer, form: str):
-    for group in optimizer.param_groups:
-        group["ns_form"] = form
-    return optimizer
-
-
 def _rank(rank: int, port: int, repeats: int, out: str) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.set_num_threads(1)
@@ -54,9 +48,9 @@ def _rank(rank: int, port: int, repeats: int, out: str) -> None:
         kw = dict(lr=tc.lr, weight_decay=tc.weight_decay, betas=tc.betas)
         optimizers = {"adamw": build_optimizer(model, name="adamw", **kw)}
         for form in FORMS:
-            optimizers[f"muon, each rank all, {form}"] = _with_form(build_optimizer(model, name="muon", **kw), form)
-            optimizers[f"muon, ranks share, {form}"] = _with_form(
-                build_optimizer(model, name="muon", process_group=dist.group.WORLD, **kw), form)
+            optimizers[f"muon, each rank all, {form}"] = build_optimizer(model, name="muon", ns_form=form, **kw)
+            optimizers[f"muon, ranks share, {form}"] = build_optimizer(
+                model, name="muon", process_group=dist.group.WORLD, ns_form=form, **kw)
         def synced(step):          # both ranks start each timed step together, as after DDP's all-reduce
             return lambda: (dist.barrier(), step())
         times = interleaved_medians({name: synced(opt.step) for name, opt in optimizers.items()}, repeats)

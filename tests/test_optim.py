@@ -92,6 +92,11 @@ def test_both_newton_schulz_forms_are_the_quintic_on_singular_values(shape, form
     torch.testing.assert_close(orthogonalise(grad.float(), form=form).double(), reference, rtol=0, atol=2e-5)
     with pytest.raises(ValueError, match="auto, direct or gram"):
         orthogonalise(grad, form="svd")
+    with pytest.raises(ValueError, match="auto, direct or gram"):
+        newton_schulz_flops(shape, form="svd")
+    with pytest.raises(ValueError, match="auto, direct or gram"):     # refused when built, not at step 1
+        MuonAdamW([{"params": [torch.nn.Parameter(grad.float())], "muon": True}], lr=1e-2,
+                  weight_decay=0.0, betas=(0.9, 0.99), ns_form="svd")
 
 
 @pytest.mark.parametrize("shape", [(16, 160), (160, 16), (40, 50), (48, 48), (128, 344)])

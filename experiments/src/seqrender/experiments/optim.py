@@ -31,6 +31,7 @@ from torch import nn
 
 # Keller Jordan's quintic coefficients (torch.optim.Muon's defaults)
 NS_COEFFICIENTS = (3.4445, -4.7750, 2.0315)
+NS_FORMS = ("auto", "direct", "gram")
 
 
 def orthogonalise(grad: torch.Tensor, steps: int = 5, eps: float = 1e-7, form: str = "auto") -> torch.Tensor:
@@ -43,12 +44,24 @@ def orthogonalise(grad: torch.Tensor, steps: int = 5, eps: float = 1e-7, form: s
     main job's (1152, 128) adaLN matrices, `benchmarks/optimizer.py`). `form`: "auto" (the cheaper),
     "direct" or "gram"."""
     x = grad.T if grad.shape[0] > grad.shape[1] else grad     # (m, n), m <= n: the Gram matrix is the small one
-    x = x / x.norm().clamp(min=eps)                            # spectral norm <= 1
-    if form not in ("auto", "direct", "gram"):
-        raise ValueError(f"Newton–Schulz form must be auto, direct or gram, not {form!r}")
-    cheaper = "gram" if _gram_flops(*x.shape, steps) < _direct_flops(*x.shape, steps) else "direct"
-    x = _gram_form(x, steps) if (cheaper if form == "auto" else form) == "gram" else _direct_form(x, steps)
+    run = _gram_form if _resolve_form(form, *x.shape, steps) == "gram" else _direct_form
+    x = run(x / x.norm().clamp(min=eps), steps)                # spectral norm <= 1 going in
     return x.T if grad.shape[0] > grad.shape[1] else x
+
+
+def _check_form(form: str) -> None:
+    if form not in NS_FORMS:
+        raise ValueError(f"Newton–Schulz form must be auto, direct or gram, not {form!r}")
+
+
+def _resolve_form(form: str, m: int, n: int, steps: int) -> str:
+    """"auto" -> the form with fewer FLOPs on an (m, n) matrix ("gram" once n > ~1.5 m); others as given."""
+    _check_form(form)
+    if form != "auto":
+        return form
+    if steps < 1:                                              # no iteration: the input, at no cost
+        return "direct"
+    return "gram" if _gram_flops(m, n, steps) < _direct_flops(m, n, steps) else "direct"
 
 
 def _direct_form(x: torch.Tensor, steps: int) -> torch.Tensor:
@@ -72,7 +85,7 @@ def _gram_form(x: torch.Tensor, steps: int) -> torch.Tensor:
         q = t if q is None else t @ q
         if k < steps - 1:
             r = t @ r @ t
-    return q @ x
+    return x if q is None else q @ x                           # steps = 0: X_0
 
 
 def _direct_flops(m: int, n: int, steps: int) -> int:
@@ -87,8 +100,8 @@ def _gram_flops(m: int, n: int, steps: int) -> int:
 def newton_schulz_flops(shape: tuple[int, int], steps: int = 5, form: str = "auto") -> int:
     """FLOPs of `orthogonalise` on an (A, B) matrix in that form (m = min(A, B), n = max)."""
     m, n = sorted(shape)
-    direct, gram = _direct_flops(m, n, steps), _gram_flops(m, n, steps)
-    return {"auto": min(direct, gram), "direct": direct, "gram": gram}[form]
+    flops = _gram_flops if _resolve_form(form, m, n, steps) == "gram" else _direct_flops
+    return flops(m, n, steps)
 
 
 def split_by_cost(shapes: list[tuple[int, int]], ranks: int) -> list[int]:
@@ -108,7 +121,9 @@ class MuonAdamW(torch.optim.Optimizer):
     def __init__(self, groups: list[dict], *, lr: float, weight_decay: float, betas: tuple[float, float],
                  momentum: float = 0.95, ns_steps: int = 5, ns_form: str = "auto", eps: float = 1e-8,
                  process_group=None):
+        _check_form(ns_form)
         for group in groups:
+            _check_form(group.get("ns_form", ns_form))
             if group.get("muon") and any(p.ndim != 2 for p in group["params"]):
                 raise ValueError("Muon takes 2-D parameters only")
         super().__init__(groups, dict(lr=lr, weight_decay=weight_decay, betas=betas, momentum=momentum,
@@ -199,13 +214,14 @@ def hidden_matrices(model: nn.Module) -> list[nn.Parameter]:
 
 
 def build_optimizer(model: nn.Module, *, name: str, lr: float, weight_decay: float,
-                    betas: tuple[float, float], process_group=None) -> torch.optim.Optimizer:
+                    betas: tuple[float, float], process_group=None, ns_form: str = "auto") -> torch.optim.Optimizer:
     """`name` "adamw": AdamW on every parameter; "muon": MuonAdamW, Muon on `hidden_matrices`, its
-    Newton–Schulz shared by the DDP ranks of `process_group` (None: this process does all of it)."""
+    Newton–Schulz (in `ns_form`, see `orthogonalise`) shared by the DDP ranks of `process_group`
+    (None: this process does all of it)."""
     if name == "adamw":
         return torch.optim.AdamW(model.parameters(), lr=lr, betas=betas, weight_decay=weight_decay)
     hidden = {id(p) for p in hidden_matrices(model)}
     groups = [{"params": [p for p in model.parameters() if id(p) in hidden], "muon": True},
               {"params": [p for p in model.parameters() if id(p) not in hidden], "muon": False}]
     return MuonAdamW([g for g in groups if g["params"]], lr=lr, weight_decay=weight_decay, betas=betas,
-                     process_group=process_group)
+                     process_group=process_group, ns_form=ns_form)
