@@ -13,7 +13,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from einops import rearrange  # noqa: E402
-from PIL import Image, ImageDraw  # noqa: E402
+from PIL import Image, ImageDraw, ImageFont  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
@@ -21,6 +21,22 @@ from seqrender.experiments.checkpoint import atomic_write  # noqa: E402
 
 GAP = 4     # pixels between the reference | ground truth | prediction groups
 ZOOM = 3    # nearest-neighbour upscaling of the tiny images
+TITLE_HEIGHT = 16  # pixels of the band a title line is written in
+TITLE_SIZE = 12    # Pillow's default font at 10 px (its default size) squeezes spaces ("referencesat left")
+
+
+def draw_title(draw: ImageDraw.ImageDraw, xy: tuple[int, int], text: str) -> None:
+    """One black title line with its top-left corner near xy, in Pillow's default font at TITLE_SIZE."""
+    draw.text((xy[0] + 2, xy[1] + 1), text, fill="black", font=ImageFont.load_default(size=TITLE_SIZE))
+
+
+def write_titled(path: Path, pixels: np.ndarray, title: str, *, zoom: int = ZOOM) -> None:
+    """pixels (H, W, 3) uint8 -> PNG: the image zoomed ×zoom (nearest) under one title line."""
+    img = Image.fromarray(pixels).resize((pixels.shape[1] * zoom, pixels.shape[0] * zoom), Image.NEAREST)
+    canvas = Image.new("RGB", (img.width, img.height + TITLE_HEIGHT), "white")
+    draw_title(ImageDraw.Draw(canvas), (0, 0), title)
+    canvas.paste(img, (0, TITLE_HEIGHT))
+    atomic_write(path, lambda p: canvas.save(p, format="PNG"))
 
 
 def write_metrics(path: Path, metrics: dict) -> None:
@@ -67,14 +83,13 @@ def write_samples(path: Path, samples: dict, *, rows: int) -> None:
             blocks.append((setting, np.concatenate([np.pad(r, ((1, 1), (0, 0), (0, 0)), constant_values=255)
                                                     for r in lines])))
     width = max(b.shape[1] for _, b in blocks) * ZOOM
-    title_h = 14
-    canvas = Image.new("RGB", (width, sum(b.shape[0] * ZOOM + title_h for _, b in blocks)), "white")
+    canvas = Image.new("RGB", (width, sum(b.shape[0] * ZOOM + TITLE_HEIGHT for _, b in blocks)), "white")
     draw, y = ImageDraw.Draw(canvas), 0
     for setting, block in blocks:
-        draw.text((2, y + 1), f"{setting}: references | ground truth | prediction", fill="black")
+        draw_title(draw, (0, y), f"{setting}: references | ground truth | prediction")
         img = Image.fromarray(block).resize((block.shape[1] * ZOOM, block.shape[0] * ZOOM), Image.NEAREST)
-        canvas.paste(img, (0, y + title_h))
-        y += title_h + img.height
+        canvas.paste(img, (0, y + TITLE_HEIGHT))
+        y += TITLE_HEIGHT + img.height
     atomic_write(path, lambda p: canvas.save(p, format="PNG"))
 
 
@@ -125,13 +140,7 @@ def print_table(results: dict) -> None:
 
 def _write_titled(path: Path, grid: np.ndarray, title: str) -> None:
     """grid (H, W, 3) float in [0, 1] -> PNG: the grid zoomed ×ZOOM (nearest) under one title line."""
-    pixels = (np.clip(grid, 0, 1) * 255).round().astype(np.uint8)
-    img = Image.fromarray(pixels).resize((pixels.shape[1] * ZOOM, pixels.shape[0] * ZOOM), Image.NEAREST)
-    title_h = 14
-    canvas = Image.new("RGB", (img.width, img.height + title_h), "white")
-    ImageDraw.Draw(canvas).text((2, 1), title, fill="black")
-    canvas.paste(img, (0, title_h))
-    atomic_write(path, lambda p: canvas.save(p, format="PNG"))
+    write_titled(path, (np.clip(grid, 0, 1) * 255).round().astype(np.uint8), title)
 
 
 def write_image_grid(path: Path, images: torch.Tensor, *, title: str) -> None:

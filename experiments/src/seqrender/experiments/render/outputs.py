@@ -13,9 +13,10 @@ from PIL import Image, ImageDraw
 from torch import Tensor
 
 from seqrender.experiments.checkpoint import atomic_write
+from seqrender.experiments.report import TITLE_HEIGHT as TITLE
+from seqrender.experiments.report import draw_title, write_titled
 
 GAP = 6          # pixels between the inputs block and the frames block of the contact sheet
-TITLE = 14       # title band height
 
 
 def to_uint8(images: Tensor) -> np.ndarray:
@@ -85,7 +86,7 @@ def write_contact_sheet(path: Path, inputs: Tensor, frames: Tensor, *, truth: Te
     draw = ImageDraw.Draw(canvas)
     spots = [(0, 0)] + [(sizes[0][0] + GAP, sum(h + TITLE for _, h in sizes[1:i])) for i in range(1, len(blocks))]
     for (title, block), (w, h), (x, y) in zip(blocks, sizes, spots):
-        draw.text((x + 2, y + 1), title, fill="black")
+        draw_title(draw, (x, y), title)
         canvas.paste(Image.fromarray(block).resize((w, h), Image.NEAREST), (x, y + TITLE))
     atomic_write(path, lambda p: canvas.save(p, format="PNG"))
 
@@ -106,8 +107,4 @@ def write_rows(path: Path, rows: list[list[Tensor]], *, title: str, zoom: int = 
     width = max(line.shape[1] for line in lines)
     pad = lambda a: np.pad(a, ((1, 1), (0, width - a.shape[1]), (0, 0)), constant_values=255)
     grid = np.concatenate([pad(line) for line in lines])
-    img = Image.fromarray(grid).resize((grid.shape[1] * zoom, grid.shape[0] * zoom), Image.NEAREST)
-    canvas = Image.new("RGB", (img.width, img.height + TITLE), "white")
-    ImageDraw.Draw(canvas).text((2, 1), title, fill="black")
-    canvas.paste(img, (0, TITLE))
-    atomic_write(path, lambda p: canvas.save(p, format="PNG"))
+    write_titled(path, grid, title, zoom=zoom)
