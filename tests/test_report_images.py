@@ -1,0 +1,47 @@
+"""The titled PNG writers: the picture under the title band is the input, zoomed by nearest
+neighbour (checked against numpy's repeat), and the title's glyphs fit their band."""
+import numpy as np
+import torch
+from PIL import Image, ImageDraw, ImageFont
+
+from seqrender.experiments.render.outputs import GAP, write_rows
+from seqrender.experiments.report import TITLE_HEIGHT, TITLE_SIZE, ZOOM, write_image_grid
+
+TITLE = "per scene: ground truth; generated from 1, 3 reference(s) (references at left)"
+
+
+def zoomed(pixels: np.ndarray, zoom: int) -> np.ndarray:
+    """(H, W, 3) -> (H·zoom, W·zoom, 3), each pixel repeated: nearest-neighbour upscaling."""
+    return pixels.repeat(zoom, axis=0).repeat(zoom, axis=1)
+
+
+def to_uint8(images: torch.Tensor) -> np.ndarray:
+    return (images.clamp(0, 1) * 255).round().to(torch.uint8).numpy()
+
+
+def test_image_grid_is_the_zoomed_images_under_the_title(tmp_path):
+    images = torch.rand(2, 3, 3, 8, 8, generator=torch.Generator().manual_seed(0))   # (R, N, 3, H, W)
+    write_image_grid(tmp_path / "grid.png", images, title=TITLE)
+    out = np.asarray(Image.open(tmp_path / "grid.png").convert("RGB"))
+    grid = to_uint8(images.permute(0, 3, 1, 4, 2).reshape(2 * 8, 3 * 8, 3))         # rows of frames
+    assert out.shape == (TITLE_HEIGHT + 16 * ZOOM, 24 * ZOOM, 3)
+    np.testing.assert_array_equal(out[TITLE_HEIGHT:], zoomed(grid, ZOOM))
+    band = out[:TITLE_HEIGHT]
+    assert (band < 128).any(), "no title drawn"
+
+
+def test_rows_sheet_lays_blocks_with_grey_gaps(tmp_path):
+    gen = torch.Generator().manual_seed(1)
+    a, b = torch.rand(2, 3, 6, 6, generator=gen), torch.rand(1, 3, 6, 6, generator=gen)
+    write_rows(tmp_path / "rows.png", [[a, b]], title="row sheet", zoom=2)
+    out = np.asarray(Image.open(tmp_path / "rows.png").convert("RGB"))
+    frames = [to_uint8(f.permute(1, 2, 0)) for f in (a[0], a[1])]
+    line = np.concatenate([*frames, np.full((6, GAP, 3), 153, np.uint8), to_uint8(b[0].permute(1, 2, 0))], axis=1)
+    line = np.pad(line, ((1, 1), (0, 0), (0, 0)), constant_values=255)              # one white row above and below
+    np.testing.assert_array_equal(out[TITLE_HEIGHT:], zoomed(line, 2))
+
+
+def test_title_glyphs_fit_their_band():
+    draw = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    left, top, right, bottom = draw.textbbox((2, 1), TITLE + " gjpqy()", font=ImageFont.load_default(size=TITLE_SIZE))
+    assert top >= 0 and bottom <= TITLE_HEIGHT
