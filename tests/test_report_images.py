@@ -2,10 +2,10 @@
 neighbour (checked against numpy's repeat), and the title's glyphs fit their band."""
 import numpy as np
 import torch
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw
 
 from seqrender.experiments.render.outputs import GAP, write_rows
-from seqrender.experiments.report import TITLE_HEIGHT, TITLE_SIZE, ZOOM, write_image_grid
+from seqrender.experiments.report import TITLE_HEIGHT, ZOOM, title_font, write_image_grid
 
 TITLE = "per scene: ground truth; generated from 1, 3 reference(s) (references at left)"
 
@@ -43,5 +43,5 @@ def test_rows_sheet_lays_blocks_with_grey_gaps(tmp_path):
 
 def test_title_glyphs_fit_their_band():
     draw = ImageDraw.Draw(Image.new("RGB", (1, 1)))
-    left, top, right, bottom = draw.textbbox((2, 1), TITLE + " gjpqy()", font=ImageFont.load_default(size=TITLE_SIZE))
+    left, top, right, bottom = draw.textbbox((2, 1), TITLE + " gjpqy()", font=title_font())
     assert top >= 0 and bottom <= TITLE_HEIGHT

@@ -1,6 +1,7 @@
 """What a run leaves in its directory: metrics.json, samples.png, loss_curve.png, and a printed table."""
 from __future__ import annotations
 
+import functools
 import json
 import math
 import sys
@@ -25,9 +26,18 @@ TITLE_HEIGHT = 16  # pixels of the band a title line is written in
 TITLE_SIZE = 12    # Pillow's default font at 10 px (its default size) squeezes spaces ("referencesat left")
 
 
+@functools.cache
+def title_font() -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
+    """Pillow's default font at TITLE_SIZE; its fixed bitmap font where Pillow was built without FreeType."""
+    try:
+        return ImageFont.load_default(size=TITLE_SIZE)
+    except ImportError:
+        return ImageFont.load_default()
+
+
 def draw_title(draw: ImageDraw.ImageDraw, xy: tuple[int, int], text: str) -> None:
-    """One black title line with its top-left corner near xy, in Pillow's default font at TITLE_SIZE."""
-    draw.text((xy[0] + 2, xy[1] + 1), text, fill="black", font=ImageFont.load_default(size=TITLE_SIZE))
+    """One black title line with its top-left corner near xy (in `title_font()`)."""
+    draw.text((xy[0] + 2, xy[1] + 1), text, fill="black", font=title_font())
 
 
 def write_titled(path: Path, pixels: np.ndarray, title: str, *, zoom: int = ZOOM) -> None:
