@@ -1,11 +1,12 @@
 """The titled PNG writers: the picture under the title band is the input, zoomed by nearest
 neighbour (checked against numpy's repeat), and the title's glyphs fit their band."""
 import numpy as np
+import pytest
 import torch
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFont
 
 from seqrender.experiments.render.outputs import GAP, write_rows
-from seqrender.experiments.report import TITLE_HEIGHT, ZOOM, title_font, write_image_grid
+from seqrender.experiments.report import TITLE_HEIGHT, ZOOM, draw_title, title_font, write_image_grid
 
 TITLE = "per scene: ground truth; generated from 1, 3 reference(s) (references at left)"
 
@@ -41,7 +42,22 @@ def test_rows_sheet_lays_blocks_with_grey_gaps(tmp_path):
     np.testing.assert_array_equal(out[TITLE_HEIGHT:], zoomed(line, 2))
 
 
-def test_title_glyphs_fit_their_band():
-    draw = ImageDraw.Draw(Image.new("RGB", (1, 1)))
-    left, top, right, bottom = draw.textbbox((2, 1), TITLE + " gjpqy()", font=title_font())
-    assert top >= 0 and bottom <= TITLE_HEIGHT
+@pytest.mark.parametrize("freetype", [True, False])
+def test_title_glyphs_fit_their_band(monkeypatch, freetype):
+    """draw_title's glyphs (with descenders and brackets) stay inside the band, in the 12-px FreeType
+    font and in the bitmap font Pillow falls back to when it was built without FreeType."""
+    if not freetype:
+        def without_freetype(size=None):                                     # Pillow's own behaviour there
+            if size is not None:
+                raise ImportError("The _imagingft C module is not installed")
+            return ImageFont.load_default_imagefont()
+        monkeypatch.setattr(ImageFont, "load_default", without_freetype)
+    title_font.cache_clear()
+    try:
+        canvas = Image.new("L", (1200, 3 * TITLE_HEIGHT), 255)
+        draw_title(ImageDraw.Draw(canvas), (0, TITLE_HEIGHT), TITLE + " gjpqy()")
+        ink = np.nonzero(np.asarray(canvas) < 128)[0]                      # rows holding glyph pixels
+        assert isinstance(title_font(), ImageFont.FreeTypeFont) == freetype
+    finally:
+        title_font.cache_clear()
+    assert ink.size and ink.min() >= TITLE_HEIGHT and ink.max() < 2 * TITLE_HEIGHT

@@ -13,8 +13,7 @@ from PIL import Image, ImageDraw
 from torch import Tensor
 
 from seqrender.experiments.checkpoint import atomic_write
-from seqrender.experiments.report import TITLE_HEIGHT as TITLE
-from seqrender.experiments.report import draw_title, write_titled
+from seqrender.experiments.report import TITLE_HEIGHT, draw_title, write_titled
 
 GAP = 6          # pixels between the inputs block and the frames block of the contact sheet
 
@@ -81,13 +80,13 @@ def write_contact_sheet(path: Path, inputs: Tensor, frames: Tensor, *, truth: Te
         blocks.append(("ground truth", _grid(to_uint8(truth), columns)))
     sizes = [(b.shape[1] * zoom, b.shape[0] * zoom) for _, b in blocks]
     width = sizes[0][0] + GAP + max(w for w, _ in sizes[1:])
-    height = max(sizes[0][1], sum(h + TITLE for _, h in sizes[1:])) + TITLE
+    height = max(sizes[0][1], sum(h + TITLE_HEIGHT for _, h in sizes[1:])) + TITLE_HEIGHT
     canvas = Image.new("RGB", (width, height), "white")
     draw = ImageDraw.Draw(canvas)
-    spots = [(0, 0)] + [(sizes[0][0] + GAP, sum(h + TITLE for _, h in sizes[1:i])) for i in range(1, len(blocks))]
+    spots = [(0, 0)] + [(sizes[0][0] + GAP, sum(h + TITLE_HEIGHT for _, h in sizes[1:i])) for i in range(1, len(blocks))]
     for (title, block), (w, h), (x, y) in zip(blocks, sizes, spots):
         draw_title(draw, (x, y), title)
-        canvas.paste(Image.fromarray(block).resize((w, h), Image.NEAREST), (x, y + TITLE))
+        canvas.paste(Image.fromarray(block).resize((w, h), Image.NEAREST), (x, y + TITLE_HEIGHT))
     atomic_write(path, lambda p: canvas.save(p, format="PNG"))
 
 
