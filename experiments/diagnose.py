@@ -13,23 +13,20 @@ frame / other targets / registers, by noise level.
 """
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+from omegaconf import OmegaConf
+from safetensors.torch import load_model
 
-from omegaconf import OmegaConf  # noqa: E402
-from safetensors.torch import load_model  # noqa: E402
-
-from seqrender.experiments.checkpoint import latest_checkpoint  # noqa: E402
-from seqrender.experiments.config import ConfigError, validate_config  # noqa: E402
-from seqrender.experiments.configstore import prepare_registry  # noqa: E402
-from seqrender.experiments.diagnose import (MODES, PARTS, SPREAD, attention_mass, error_by_t,  # noqa: E402
+from seqrender.experiments.checkpoint import latest_checkpoint
+from seqrender.experiments.config import ConfigError, validate_config
+from seqrender.experiments.configstore import prepare_registry
+from seqrender.experiments.diagnose import (MODES, PARTS, SPREAD, attention_mass, error_by_t,
                                            restart_from_truth, same_pose_check)
-from seqrender.experiments.job import load_split  # noqa: E402
-from seqrender.experiments.report import write_image_grid  # noqa: E402
-from seqrender.experiments.train import build_model  # noqa: E402
+from seqrender.experiments.job import load_split
+from seqrender.experiments.report import write_image_grid
+from seqrender.experiments.train import build_model
 
 TS = [0.05, 0.15, 0.25, 0.35, 0.5, 0.65, 0.8, 0.9, 1.0]
 RESTARTS = [0.15, 0.3, 0.5, 0.75, 1.0]  # moved to the nearest step of the run's schedule

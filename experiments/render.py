@@ -9,14 +9,12 @@ structure-from-motion). See experiments/configs/render.yaml and README "Render".
 import os
 import sys
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as run.py: idle OpenMP threads sleep
+import hydra
+from omegaconf import DictConfig
 
-import hydra  # noqa: E402
-from omegaconf import DictConfig  # noqa: E402
-
-from seqrender.experiments import cli  # noqa: E402
-from seqrender.experiments.config import ConfigError  # noqa: E402
-from seqrender.experiments.render import RenderError  # noqa: E402
+from seqrender.experiments import cli
+from seqrender.experiments.config import ConfigError
+from seqrender.experiments.render import RenderError
 
 
 @hydra.main(config_path="configs", config_name="render", version_base="1.3")

@@ -3,17 +3,12 @@
 Trains and evaluates on the embedded procedural scenes by default; every registry kind is a config
 group (`posenc=rope`, `sampler=uniform`, ...). See experiments/configs/config.yaml for the knobs.
 """
-import os
 import sys
 
-# Idle OpenMP threads sleep instead of spinning: on a shared CPU spinning threads slowed training
-# ~10x in our measurements; on an idle machine it costs little.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+import hydra
+from omegaconf import DictConfig
 
-import hydra  # noqa: E402
-from omegaconf import DictConfig  # noqa: E402
-
-from seqrender.experiments import cli, cluster  # noqa: E402
+from seqrender.experiments import cli, cluster
 
 
 @hydra.main(config_path="configs", config_name="config", version_base="1.3")
