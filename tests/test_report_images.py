@@ -1,12 +1,13 @@
 """The titled PNG writers: the picture under the title band is the input, zoomed by nearest
-neighbour (checked against numpy's repeat), and the title's glyphs fit their band."""
+neighbour (checked against numpy's repeat), the title's glyphs fit their band, and a title wider
+than the picture widens the canvas instead of being cut off."""
 import numpy as np
 import pytest
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
 from seqrender.experiments.render.outputs import GAP, write_rows
-from seqrender.experiments.report import TITLE_HEIGHT, ZOOM, draw_title, title_font, write_image_grid
+from seqrender.experiments.report import TITLE_HEIGHT, ZOOM, draw_title, title_font, title_width, write_image_grid
 
 TITLE = "per scene: ground truth; generated from 1, 3 reference(s) (references at left)"
 
@@ -20,15 +21,27 @@ def to_uint8(images: torch.Tensor) -> np.ndarray:
     return (images.clamp(0, 1) * 255).round().to(torch.uint8).numpy()
 
 
-def test_image_grid_is_the_zoomed_images_under_the_title(tmp_path):
-    images = torch.rand(2, 3, 3, 8, 8, generator=torch.Generator().manual_seed(0))   # (R, N, 3, H, W)
+def title_band_uncut(text: str) -> np.ndarray:
+    """(TITLE_HEIGHT, 2000) grey band of draw_title's line on a canvas far wider than any title."""
+    canvas = Image.new("L", (2000, TITLE_HEIGHT), 255)
+    draw_title(ImageDraw.Draw(canvas), (0, 0), text)
+    return np.asarray(canvas)
+
+
+@pytest.mark.parametrize("frames", [3, 20])   # a grid narrower than TITLE, and one wider
+def test_image_grid_is_the_zoomed_images_under_the_whole_title(tmp_path, frames):
+    images = torch.rand(2, frames, 3, 8, 8, generator=torch.Generator().manual_seed(0))   # (R, N, 3, H, W)
     write_image_grid(tmp_path / "grid.png", images, title=TITLE)
     out = np.asarray(Image.open(tmp_path / "grid.png").convert("RGB"))
-    grid = to_uint8(images.permute(0, 3, 1, 4, 2).reshape(2 * 8, 3 * 8, 3))         # rows of frames
-    assert out.shape == (TITLE_HEIGHT + 16 * ZOOM, 24 * ZOOM, 3)
-    np.testing.assert_array_equal(out[TITLE_HEIGHT:], zoomed(grid, ZOOM))
-    band = out[:TITLE_HEIGHT]
-    assert (band < 128).any(), "no title drawn"
+    grid = to_uint8(images.permute(0, 3, 1, 4, 2).reshape(2 * 8, frames * 8, 3))    # rows of frames
+    width = out.shape[1]
+    np.testing.assert_array_equal(out[TITLE_HEIGHT:, :frames * 8 * ZOOM], zoomed(grid, ZOOM))
+    assert (out[TITLE_HEIGHT:, frames * 8 * ZOOM:] == 255).all()                   # white right of the images
+    band, uncut = out[:TITLE_HEIGHT].min(axis=2), title_band_uncut(TITLE)
+    ink = np.nonzero((uncut < 128).any(axis=0))[0]                                 # columns of the title's glyphs
+    assert ink.max() < width - 1, "title cut off"
+    assert width <= max(frames * 8 * ZOOM, ink.max() + 8), "a needless margin"
+    np.testing.assert_array_equal(band < 128, uncut[:, :width] < 128)
 
 
 def test_rows_sheet_lays_blocks_with_grey_gaps(tmp_path):
@@ -39,7 +52,8 @@ def test_rows_sheet_lays_blocks_with_grey_gaps(tmp_path):
     frames = [to_uint8(f.permute(1, 2, 0)) for f in (a[0], a[1])]
     line = np.concatenate([*frames, np.full((6, GAP, 3), 153, np.uint8), to_uint8(b[0].permute(1, 2, 0))], axis=1)
     line = np.pad(line, ((1, 1), (0, 0), (0, 0)), constant_values=255)              # one white row above and below
-    np.testing.assert_array_equal(out[TITLE_HEIGHT:], zoomed(line, 2))
+    np.testing.assert_array_equal(out[TITLE_HEIGHT:, :line.shape[1] * 2], zoomed(line, 2))
+    assert (out[TITLE_HEIGHT:, line.shape[1] * 2:] == 255).all()        # a wider title widens the canvas
 
 
 @pytest.mark.parametrize("freetype", [True, False])
@@ -56,8 +70,10 @@ def test_title_glyphs_fit_their_band(monkeypatch, freetype):
     try:
         canvas = Image.new("L", (1200, 3 * TITLE_HEIGHT), 255)
         draw_title(ImageDraw.Draw(canvas), (0, TITLE_HEIGHT), TITLE + " gjpqy()")
-        ink = np.nonzero(np.asarray(canvas) < 128)[0]                      # rows holding glyph pixels
+        ink, columns = np.nonzero(np.asarray(canvas) < 128)                # rows and columns of glyph pixels
         assert isinstance(title_font(), ImageFont.FreeTypeFont) == freetype
+        width = title_width(TITLE + " gjpqy()")
     finally:
         title_font.cache_clear()
     assert ink.size and ink.min() >= TITLE_HEIGHT and ink.max() < 2 * TITLE_HEIGHT
+    assert columns.max() < width - 1 <= columns.max() + 8                  # title_width holds the line, barely

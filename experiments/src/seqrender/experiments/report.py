@@ -40,10 +40,16 @@ def draw_title(draw: ImageDraw.ImageDraw, xy: tuple[int, int], text: str) -> Non
     draw.text((xy[0] + 2, xy[1] + 1), text, fill="black", font=title_font())
 
 
+def title_width(text: str) -> int:
+    """Pixels a canvas needs across for draw_title's line at x = 0, with a 2-px margin each side."""
+    return math.ceil(title_font().getlength(text)) + 4
+
+
 def write_titled(path: Path, pixels: np.ndarray, title: str, *, zoom: int = ZOOM) -> None:
-    """pixels (H, W, 3) uint8 -> PNG: the image zoomed ×zoom (nearest) under one title line."""
+    """pixels (H, W, 3) uint8 -> PNG: the image zoomed ×zoom (nearest) under one title line; a title
+    wider than the image widens the canvas (white at the image's right) instead of being cut off."""
     img = Image.fromarray(pixels).resize((pixels.shape[1] * zoom, pixels.shape[0] * zoom), Image.NEAREST)
-    canvas = Image.new("RGB", (img.width, img.height + TITLE_HEIGHT), "white")
+    canvas = Image.new("RGB", (max(img.width, title_width(title)), img.height + TITLE_HEIGHT), "white")
     draw_title(ImageDraw.Draw(canvas), (0, 0), title)
     canvas.paste(img, (0, TITLE_HEIGHT))
     atomic_write(path, lambda p: canvas.save(p, format="PNG"))
@@ -92,11 +98,12 @@ def write_samples(path: Path, samples: dict, *, rows: int) -> None:
         if lines:
             blocks.append((setting, np.concatenate([np.pad(r, ((1, 1), (0, 0), (0, 0)), constant_values=255)
                                                     for r in lines])))
-    width = max(b.shape[1] for _, b in blocks) * ZOOM
+    titles = [f"{setting}: references | ground truth | prediction" for setting, _ in blocks]
+    width = max(*(b.shape[1] * ZOOM for _, b in blocks), *map(title_width, titles))
     canvas = Image.new("RGB", (width, sum(b.shape[0] * ZOOM + TITLE_HEIGHT for _, b in blocks)), "white")
     draw, y = ImageDraw.Draw(canvas), 0
-    for setting, block in blocks:
-        draw_title(draw, (0, y), f"{setting}: references | ground truth | prediction")
+    for title, (_, block) in zip(titles, blocks):
+        draw_title(draw, (0, y), title)
         img = Image.fromarray(block).resize((block.shape[1] * ZOOM, block.shape[0] * ZOOM), Image.NEAREST)
         canvas.paste(img, (0, y + TITLE_HEIGHT))
         y += TITLE_HEIGHT + img.height
