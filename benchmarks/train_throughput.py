@@ -1,18 +1,23 @@
 """Training throughput of the main job's model (config.yaml + preset kaleido: pixel-space Kaleido,
-4 blocks, hidden 128, GTA; batch 4 of 8 views at 32×32) on this CPU, float32.
+4 blocks, hidden 128, GTA; samples of 8 views at 32×32) on this CPU, float32.
 
 One training step = the real loop's pieces: batch drawn by `batching.make_train_batch` from random
 scenes, `tasks.kaleido_views.flow_loss` forward + backward through `accumulation.accumulate_gradients`, gradient
 clipping and the optimiser step (the main job's `trainer.optimizer`, Muon; AdamW in a comparison row).
 Model FLOPs per step are counted with FlopCounterMode (matmuls + attention);
 useful GFLOP/s ÷ this CPU's float32 matmul GFLOP/s measured in the same run is the utilisation.
-Rows: batch sizes (the main job uses 4) and, for batch 4, 1 thread (the main job's DDP ranks run
-1 thread each), with Muon and with AdamW. `--quick`: one row (batch 4), fewer steps.
+Rows: batch sizes (the main job uses 2: one sample per DDP rank) and, for batch 4, 1 thread (the
+main job's DDP ranks run 1 thread each), with Muon and with AdamW; last, batch 2 again in a fresh
+process with OMP_WAIT_POLICY=PASSIVE (idle OpenMP threads sleep at once), beside the first row's
+OpenMP default. `--quick`: one row (batch 4), fewer steps.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -83,26 +88,44 @@ def measure(batch_size: int, steps: int, optimizer_name: str | None = None) -> d
     return {"seconds": seconds, "flops": flops, "tokens": tokens, "optimizer": optimizer_name or tc.optimizer}
 
 
+CHILD = "SEQRENDER_BENCH_CASE"  # set (JSON [batch, threads, optimizer, steps]): measure that one row, print it
+
+
+def row_for(batch_size: int, n_threads: int, optimizer_name: str | None, steps: int) -> dict:
+    torch.set_num_threads(n_threads)
+    rate = matmul_gflops()
+    m = measure(batch_size, steps, optimizer_name)
+    useful = m["flops"] / m["seconds"] / 1e9
+    return {
+        "batch": batch_size, "threads": n_threads, "optimizer": m["optimizer"],
+        "OpenMP wait": os.environ.get("OMP_WAIT_POLICY", "default"), "step s": m["seconds"],
+        "samples/s": batch_size / m["seconds"], "tokens/s": batch_size * m["tokens"] / m["seconds"],
+        "GFLOP/step": m["flops"] / 1e9, "useful GFLOP/s": useful, "matmul GFLOP/s": rate,
+        "utilisation": useful / rate,
+    }
+
+
+def row_in_child(case: tuple, steps: int, **env: str) -> dict:
+    """row_for(*case, steps) in a fresh process with `env` added: OpenMP reads its wait policy once, at start."""
+    out = subprocess.run([sys.executable, __file__], env={**os.environ, **env, CHILD: json.dumps([*case, steps])},
+                         capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
 def main() -> None:
-    args = parse_args(__doc__.splitlines()[0])
     warnings.simplefilter("ignore")
+    if CHILD in os.environ:
+        print(json.dumps(row_for(*json.loads(os.environ[CHILD]))))
+        return
+    args = parse_args(__doc__.splitlines()[0])
     steps = 3 if args.quick else 10
     threads = torch.get_num_threads()
     cases = [(4, threads, None)] if args.quick else [(2, threads, None), (4, threads, None), (8, threads, None),
                                                       (4, 1, None), (4, 1, "adamw")]
-    rows = []
-    for batch_size, n_threads, optimizer_name in cases:
-        torch.set_num_threads(n_threads)
-        rate = matmul_gflops()
-        m = measure(batch_size, steps, optimizer_name)
-        useful = m["flops"] / m["seconds"] / 1e9
-        rows.append({
-            "batch": batch_size, "threads": n_threads, "optimizer": m["optimizer"], "step s": m["seconds"],
-            "samples/s": batch_size / m["seconds"], "tokens/s": batch_size * m["tokens"] / m["seconds"],
-            "GFLOP/step": m["flops"] / 1e9, "useful GFLOP/s": useful, "matmul GFLOP/s": rate,
-            "utilisation": useful / rate,
-        })
+    rows = [row_for(*case, steps) for case in cases]
     torch.set_num_threads(threads)
+    if not args.quick and threads > 1:   # the policy the entry scripts forced until 2026-12-04 (README)
+        rows.append(row_in_child((2, threads, None), steps, OMP_WAIT_POLICY="PASSIVE"))
     one_thread = {r["optimizer"]: r["step s"] for r in rows if r["batch"] == 4 and r["threads"] == 1}
     extra = {"muon_step_over_adamw_step": one_thread["muon"] / one_thread["adamw"]} if len(one_thread) == 2 else {}
     report("Main-job training step (Kaleido, pixel space, CPU float32)", rows, json_path=args.json,
