@@ -1,13 +1,17 @@
 """The titled PNG writers: the picture under the title band is the input, zoomed by nearest
 neighbour (checked against numpy's repeat), the title's glyphs fit their band, and a title wider
 than the picture widens the canvas instead of being cut off."""
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
+from seqrender.experiments import report
 from seqrender.experiments.render.outputs import GAP, write_rows
-from seqrender.experiments.report import TITLE_HEIGHT, ZOOM, draw_title, title_font, title_width, write_image_grid
+from seqrender.experiments.report import (TITLE_HEIGHT, ZOOM, draw_title, title_font, title_width, write_image_grid,
+                                          write_samples)
 
 TITLE = "per scene: ground truth; generated from 1, 3 reference(s) (references at left)"
 
@@ -77,3 +81,24 @@ def test_title_glyphs_fit_their_band(monkeypatch, freetype):
         title_font.cache_clear()
     assert ink.size and ink.min() >= TITLE_HEIGHT and ink.max() < 2 * TITLE_HEIGHT
     assert columns.max() < width - 1 <= columns.max() + 8                  # title_width holds the line, barely
+
+
+def test_samples_sheet_is_wide_enough_for_its_titles(tmp_path):
+    """samples.png of one 1->1 item (3 frames of 8 px: narrower than its title) keeps the whole title,
+    and the row under it is references | ground truth | prediction with grey gaps, zoomed."""
+    gen = torch.Generator().manual_seed(2)
+    images, pred = torch.rand(1, 2, 3, 8, 8, generator=gen), torch.rand(1, 2, 3, 8, 8, generator=gen)
+    batch = SimpleNamespace(images=images, is_reference=torch.tensor([[True, False]]))
+    write_samples(tmp_path / "samples.png", {"1->1": ([batch], [pred])}, rows=1)
+    out = np.asarray(Image.open(tmp_path / "samples.png").convert("RGB"))
+    title = "1->1: references | ground truth | prediction"
+    uncut = title_band_uncut(title)
+    ink = np.nonzero((uncut < 128).any(axis=0))[0]
+    assert ink.max() < out.shape[1] - 1, "title cut off"
+    np.testing.assert_array_equal(out[:TITLE_HEIGHT].min(axis=2) < 128, uncut[:, :out.shape[1]] < 128)
+    grey = np.full((8, report.GAP, 3), 153, np.uint8)                   # report's gap: 0.6 grey
+    frames = [to_uint8(f.permute(1, 2, 0)) for f in (images[0, 0], images[0, 1], pred[0, 1])]
+    line = np.concatenate([frames[0], grey, frames[1], grey, frames[2]], axis=1)
+    line = np.pad(line, ((1, 1), (0, 0), (0, 0)), constant_values=255)
+    np.testing.assert_array_equal(out[TITLE_HEIGHT:, :line.shape[1] * ZOOM], zoomed(line, ZOOM))
+    assert (out[TITLE_HEIGHT:, line.shape[1] * ZOOM:] == 255).all()
