@@ -45,10 +45,15 @@ def title_width(text: str) -> int:
     return math.ceil(title_font().getlength(text)) + 4
 
 
+def zoom_nearest(pixels: np.ndarray, zoom: int = ZOOM) -> Image.Image:
+    """pixels (H, W, 3) uint8 -> (H·zoom, W·zoom) image, each pixel repeated (the tiny frames stay crisp)."""
+    return Image.fromarray(pixels).resize((pixels.shape[1] * zoom, pixels.shape[0] * zoom), Image.NEAREST)
+
+
 def write_titled(path: Path, pixels: np.ndarray, title: str, *, zoom: int = ZOOM) -> None:
     """pixels (H, W, 3) uint8 -> PNG: the image zoomed ×zoom (nearest) under one title line; a title
     wider than the image widens the canvas (white at the image's right) instead of being cut off."""
-    img = Image.fromarray(pixels).resize((pixels.shape[1] * zoom, pixels.shape[0] * zoom), Image.NEAREST)
+    img = zoom_nearest(pixels, zoom)
     canvas = Image.new("RGB", (max(img.width, title_width(title)), img.height + TITLE_HEIGHT), "white")
     draw_title(ImageDraw.Draw(canvas), (0, 0), title)
     canvas.paste(img, (0, TITLE_HEIGHT))
@@ -104,7 +109,7 @@ def write_samples(path: Path, samples: dict, *, rows: int) -> None:
     draw, y = ImageDraw.Draw(canvas), 0
     for title, (_, block) in zip(titles, blocks):
         draw_title(draw, (0, y), title)
-        img = Image.fromarray(block).resize((block.shape[1] * ZOOM, block.shape[0] * ZOOM), Image.NEAREST)
+        img = zoom_nearest(block)
         canvas.paste(img, (0, y + TITLE_HEIGHT))
         y += TITLE_HEIGHT + img.height
     atomic_write(path, lambda p: canvas.save(p, format="PNG"))

@@ -13,7 +13,7 @@ from PIL import Image, ImageDraw
 from torch import Tensor
 
 from seqrender.experiments.checkpoint import atomic_write
-from seqrender.experiments.report import TITLE_HEIGHT, draw_title, write_titled
+from seqrender.experiments.report import TITLE_HEIGHT, draw_title, write_titled, zoom_nearest
 
 GAP = 6          # pixels between the inputs block and the frames block of the contact sheet
 
@@ -84,9 +84,9 @@ def write_contact_sheet(path: Path, inputs: Tensor, frames: Tensor, *, truth: Te
     canvas = Image.new("RGB", (width, height), "white")
     draw = ImageDraw.Draw(canvas)
     spots = [(0, 0)] + [(sizes[0][0] + GAP, sum(h + TITLE_HEIGHT for _, h in sizes[1:i])) for i in range(1, len(blocks))]
-    for (title, block), (w, h), (x, y) in zip(blocks, sizes, spots):
+    for (title, block), (x, y) in zip(blocks, spots):
         draw_title(draw, (x, y), title)
-        canvas.paste(Image.fromarray(block).resize((w, h), Image.NEAREST), (x, y + TITLE_HEIGHT))
+        canvas.paste(zoom_nearest(block, zoom), (x, y + TITLE_HEIGHT))
     atomic_write(path, lambda p: canvas.save(p, format="PNG"))
 
 
