@@ -38,28 +38,34 @@ def shape(quick: bool) -> tuple[int, int, int]:
     return (4, 4, 16) if quick else (8, 8, 64)
 
 
-def attention_fn(kind: str, views: int, times: int, tokens: int):
-    """fn(q, k, v) -> out for one row of the table."""
+def attention_fn(kind: str, views: int, times: int, tokens: int, device: str = "cpu"):
+    """fn(q, k, v) -> out for one row of the table (also benchmarks/viewtime_cuda.py's rows)."""
     if kind == "dense":
         return lambda q, k, v: F.scaled_dot_product_attention(q, k, v, enable_gqa=True)
     if kind == "masked":
-        mask = viewtime_mask(views, times, tokens)
+        mask = viewtime_mask(views, times, tokens, device=device)
         return lambda q, k, v: F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=True)
     if kind == "flex":
         return lambda q, k, v: flex_viewtime(q, k, v, views, times, compile=True)
+    if kind == "triton":
+        from seqrender.attention.viewtime.triton_kernel import triton_viewtime
+
+        return lambda q, k, v: triton_viewtime(q, k, v, views, times)
     private = kind == "decomposed"
     return lambda q, k, v: decomposed_viewtime(q, k, v, views, times, private_ops=private)
 
 
-def make_step(kind: str, backward: bool, quick: bool):
-    """A zero-argument callable running one forward (no grad) or forward + backward of a row."""
-    views, times, tokens = shape(quick)
+def make_step(kind: str, backward: bool, quick: bool, *, batch: int = 1, heads: tuple[int, int] = (HQ, HKV),
+              device: str = "cpu", dtype: torch.dtype = torch.float32, sizes=None):
+    """A zero-argument callable running one forward (no grad) or forward + backward of a row:
+    q (batch, Hq, N, DIM), k and v (batch, Hkv, N, DIM) at `sizes` (V, T, S; default `shape(quick)`)."""
+    views, times, tokens = sizes or shape(quick)
     n = views * times * tokens
-    gen = torch.Generator().manual_seed(0)
-    q = torch.randn(1, HQ, n, DIM, generator=gen, requires_grad=backward)
-    k, v = (torch.randn(1, HKV, n, DIM, generator=gen, requires_grad=backward) for _ in range(2))
-    grad = torch.randn(1, HQ, n, DIM, generator=gen)
-    fn = attention_fn(kind, views, times, tokens)
+    gen = torch.Generator(device=device).manual_seed(0)
+    new = lambda h, grad: torch.randn(batch, h, n, DIM, generator=gen, device=device, dtype=dtype, requires_grad=grad)
+    q, k, v = new(heads[0], backward), new(heads[1], backward), new(heads[1], backward)
+    grad = new(heads[0], False)
+    fn = attention_fn(kind, views, times, tokens, device)
 
     def forward():
         with torch.no_grad():

@@ -304,3 +304,37 @@ def test_attention_mass_of_a_kaleido_with_blind_queries_is_uniform_and_leaves_th
     windowed = build_model(_kaleido_config("model.window=4")).eval()    # 4 windows per frame: refused
     with pytest.raises(ValueError, match="cover the whole frame"):
         attention_mass(windowed, scenes, "3->1", ts=[0.5], items=3, seed=0)
+
+
+def test_sampling_runs_on_the_models_device_and_scores_on_the_batches(monkeypatch):
+    """A model on a GPU samples there (the first run on a GPU crashed: held-out batches stayed on
+    the CPU). Here both devices are the CPU, so the test watches the move: the batch goes through
+    `to_device(batch, the model's device)` once per prediction, and the prediction comes back on
+    the batch's device, equal to the one sampled without moving."""
+    from seqrender.experiments import batching
+    from seqrender.experiments import evaluate as ev
+
+    class Halve(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.scale = torch.nn.Parameter(torch.tensor(0.5))
+
+        def forward(self, z, t, **kw):
+            return self.scale * z
+
+    cfg, model = _kaleido_config(), Halve()
+    (batch,) = list(eval_batches(_scenes(num=4, views=6), "3->1", num_items=4, batch_size=16, seed=0))
+    with torch.no_grad():
+        unmoved = ev.sampling_method(cfg, lambda b, x: lambda z, t, drop_condition: model(z, t))(batch)
+    moves = []
+
+    def recording(batch, device):
+        moves.append(device)
+        return batching.to_device(batch, device)
+
+    monkeypatch.setattr(ev, "to_device", recording)
+    pred = ev.model_method(model, cfg)(batch)
+    assert moves == [torch.device("cpu")] and ev.device_of(model) == torch.device("cpu")
+    assert pred.device == batch.images.device
+    torch.testing.assert_close(pred, unmoved)
+    assert ev.device_of(lambda z, t: z) is None  # a plain velocity function: nothing is moved

@@ -257,3 +257,42 @@ def test_run_log_keeps_lines_without_progress_bar_redraws():
     tee.close_line()
     assert console.getvalue().count("\r") == 3
     assert log.getvalue() == "resuming\ntrain: 3/3\ndone\n"
+
+
+def _main_job_config(*overrides: str):
+    """The main job's validated config (Kaleido preset: two local ranks) with `overrides`."""
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    from seqrender.experiments.cli import before_compose
+    from seqrender.experiments.config import validate_config
+
+    before_compose([])
+    configs = Path(__file__).resolve().parents[1] / "experiments" / "configs"
+    with initialize_config_dir(config_dir=str(configs), version_base="1.3"):
+        raw = compose(config_name="config", overrides=["model=kaleido", *overrides])
+    return validate_config(OmegaConf.to_container(raw, resolve=True))
+
+
+@pytest.mark.parametrize("gpus, cpu, rank, fails", [(1, False, None, True), (2, False, None, False),
+                                                    (1, True, None, False), (1, False, "0", False)])
+def test_more_local_ranks_than_gpus_is_one_line_before_launch(gpus, cpu, rank, fails, monkeypatch):
+    """On CUDA, run.py's local ranks each need a GPU (accelerate puts rank k on cuda:k): the main job's
+    two ranks on a one-GPU machine fail in pre-flight, naming the field and the fix. Not checked on
+    CPU, nor inside a rank a cluster launcher started (RANK set: it assigns GPUs itself)."""
+    from seqrender.experiments.preflight import check_gpus_per_rank
+
+    cfg = _main_job_config(f"trainer.cpu={str(cpu).lower()}")
+    assert cfg.trainer.local_processes == 2
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: gpus)
+    monkeypatch.delenv("RANK", raising=False)
+    if rank is not None:
+        monkeypatch.setenv("RANK", rank)
+    if not fails:
+        check_gpus_per_rank(cfg)
+        return
+    with pytest.raises(ConfigError) as error:
+        check_gpus_per_rank(cfg)
+    assert str(error.value) == ("trainer.local_processes: 2 ranks on this machine, but it has 1 GPU; use "
+                                "trainer.local_processes=1 (and a trainer.batch_size it divides), or trainer.cpu=true")

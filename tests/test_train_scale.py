@@ -163,6 +163,35 @@ def test_flop_count_matches_linear_formula():
     assert off.total == 0
 
 
+
+def test_flop_count_of_grouped_query_attention_kernels(monkeypatch):
+    """The CUDA attention kernels (flash here, on meta tensors) with 8 query and 2 kv heads count as
+    multi-head attention with 8 heads: 4·B·Hq·N²·d forward (QKᵀ and PV), 10·B·Hq·N²·d backward (QKᵀ
+    recomputed, dP, dV, dQ, dK). Also with torch < 2.12's formula, which asserted equal heads and
+    crashed the first training step of every GQA model on CUDA."""
+    from torch.utils import flop_counter
+
+    from seqrender.experiments.throughput import FlopCount, gqa_flop_mapping
+
+    def equal_heads_only(query_shape, key_shape, value_shape):
+        assert query_shape[1] == key_shape[1] == value_shape[1], "shapes are incompatible"
+        b, h, n, d = query_shape
+        return 4 * b * h * n * key_shape[2] * d
+
+    b, hq, hkv, n, d = 2, 8, 2, 64, 16
+    q = torch.randn(b, hq, n, d, device="meta")
+    k, v = (torch.randn(b, hkv, n, d, device="meta") for _ in range(2))
+    backward = gqa_flop_mapping()[torch.ops.aten._scaled_dot_product_flash_attention_backward]
+    assert backward((b, hq, n, d), (b, hq, n, d), (b, hkv, n, d), (b, hkv, n, d), out_shape=None) == 10 * b * hq * n * n * d
+    for patched in (False, True):
+        if patched:
+            monkeypatch.setattr(flop_counter, "sdpa_flop_count", equal_heads_only)
+        with FlopCount(True) as flops:
+            torch.ops.aten._scaled_dot_product_flash_attention(q, k, v)
+        assert flops.total == 4 * b * hq * n * n * d
+    with pytest.raises(AssertionError, match="incompatible"), flop_counter.FlopCounterMode(display=False):
+        torch.ops.aten._scaled_dot_product_flash_attention(q, k, v)  # torch's own formula, as before 2.12
+
 def test_throughput_rates(monkeypatch):
     from seqrender.experiments import throughput
 

@@ -80,5 +80,5 @@ def output_and_grads(fn, tensors, frame_mask, views, times, grad_seed=0):
     q, k, v, *regs = tensors
     out = fn(q, k, v, views, times, registers=tuple(regs) if regs else None, frame_mask=frame_mask)
     weight = torch.randn(out.shape, generator=torch.Generator().manual_seed(grad_seed), dtype=torch.float64)
-    grads = torch.autograd.grad((out * weight.to(out.dtype)).sum(), tensors)
+    grads = torch.autograd.grad((out * weight.to(out.device, out.dtype)).sum(), tensors)
     return out.detach(), grads

@@ -252,3 +252,33 @@ def test_normalise_translations():
     ratio = out[..., :3, 3] / ext[..., :3, 3]
     torch.testing.assert_close(ratio, ratio[..., :1, :1].expand_as(ratio))  # one scale per scene
     torch.testing.assert_close(out[..., :3, :3], ext[..., :3, :3])
+
+
+@pytest.mark.parametrize("kind", ["gta", "cape", "plucker", "gta_plucker"])
+def test_camera_geometry_ignores_a_models_autocast(kind):
+    """Inside a bf16 autocast region (mixed-precision training) the pose operators, the rays and the
+    transform of float32 inputs are what they are outside it, values and gradients: the geometry
+    runs in float32, not in autocast's 8-bit-mantissa matmuls (which also mixed dtypes in the
+    hand-written backward on CUDA)."""
+    gen = torch.Generator().manual_seed(11)
+    enc = make_scene_encoding(kind, D)
+    n, b = 6, 2
+    hw = torch.rand(b, n, 2, generator=gen) * 2 * math.pi
+    ext = random_se3(b, n, dtype=torch.float32, generator=gen)
+    intrinsics = torch.tensor([[4.0, 0, 2], [0, 4.0, 3], [0, 0, 1]]).expand(b, n, 3, 3)
+    inputs = [torch.randn(b, h, n, D, generator=gen) for h in (4, 2, 2)]
+
+    def run(autocast: bool):
+        qkv = [t.clone().requires_grad_() for t in inputs]
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            tr = enc.temporal(hw, ext, None)
+            q, k, v = tr.transform_qkv(*qkv)
+            out = [q, k, v, tr.transform_out(q)]
+            rays = enc.input_features(intrinsics, ext, 3, 2)
+        sum(o.square().sum() for o in out).backward()
+        return out + ([] if rays is None else [rays]), [t.grad for t in qkv]
+
+    (plain, plain_grads), (mixed, mixed_grads) = run(False), run(True)
+    for got, want in zip(mixed + mixed_grads, plain + plain_grads):
+        assert got.dtype == torch.float32
+        torch.testing.assert_close(got, want, rtol=1e-6, atol=1e-6)

@@ -8,6 +8,7 @@ single-process run draws.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Callable, Sequence
@@ -45,6 +46,12 @@ class SceneTensors:
                 "times": None if self.times is None else self.times[scene, frames]}
 
 
+def to_device(batch, device: torch.device | str):
+    """A copy of the dataclass `batch` with each tensor field on `device` (None and other fields as they are)."""
+    return dataclasses.replace(batch, **{f.name: getattr(batch, f.name).to(device) for f in dataclasses.fields(batch)
+                                         if torch.is_tensor(getattr(batch, f.name))})
+
+
 @dataclass
 class TrainBatch:
     """x, noise (B, V, 3, H, W) with x in [-1, 1]; t (B,); is_reference, loss_mask (B, V) bool;
@@ -68,7 +75,7 @@ class TrainBatch:
     frames: Tensor | None = None
 
     def to(self, device: torch.device) -> "TrainBatch":
-        return TrainBatch(**{k: None if v is None else v.to(device) for k, v in vars(self).items()})
+        return to_device(self, device)
 
     def noised(self) -> Tensor:
         """z_t (B, V, 3, H, W): targets on the path (1 − t)x + tε, references clean."""

@@ -21,7 +21,7 @@ import torch.distributed as dist
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from seqrender.experiments.batching import SceneTensors, positions
+from seqrender.experiments.batching import SceneTensors, positions, to_device
 from seqrender.experiments import stats
 from seqrender.experiments.config import Component, RunConfig
 from seqrender.experiments.data.seeding import generator_from
@@ -96,19 +96,24 @@ def _pick_views(available: int, seed: int, item: int) -> Tensor:
 
 
 def sampling_method(cfg: RunConfig, velocity_for: Callable, vae=None, anchor_for: Callable | None = None,
-                    schedule: Tensor | None = None) -> Method:
+                    schedule: Tensor | None = None, device: torch.device | None = None) -> Method:
     """Sample the generated part (everything but `batch.is_reference`, which stays clean) with the
     configured schedule, solver and guidance. `velocity_for(batch, x)` gives the solver's velocity
     function for a batch whose clean images in [-1, 1] are x. With a `vae` (latent-space runs) the
     sampling runs on its latents (`latent.to_latent_batch`) and the result is decoded to images.
     `anchor_for(batch, x)`: for a residual data space, what is added to the sampled generated part
     (zero on the references). `schedule` (n + 1,): integrate over it from `batch.noise` instead of the
-    configured schedule (diagnose.restart_from_truth)."""
+    configured schedule (diagnose.restart_from_truth). `device`: where the model runs (a GPU): each
+    batch is sampled there and its prediction comes back to the batch's device, where the metrics
+    are computed (None: where the batch is)."""
     schedule = cfg.schedule.build() if schedule is None else schedule
     solve = cfg.solver.build()
 
     @torch.no_grad()
     def predict(batch) -> Tensor:
+        home = batch.images.device
+        if device is not None:
+            batch = to_device(batch, device)
         x, noise = batch.images * 2 - 1, batch.noise
         if vae is not None:
             from seqrender.experiments.latent import to_latent_batch
@@ -121,7 +126,7 @@ def sampling_method(cfg: RunConfig, velocity_for: Callable, vae=None, anchor_for
             out = out + anchor_for(batch, x)
         if vae is not None:
             out = vae.decode(out)
-        return ((out + 1) / 2).clamp(0, 1)
+        return ((out + 1) / 2).clamp(0, 1).to(home)
 
     return predict
 
@@ -140,7 +145,13 @@ def model_method(model: nn.Module, cfg: RunConfig, vae=None, schedule: Tensor | 
                          images=batch.images.repeat(rep, 1, 1, 1, 1), **where)  # aux encoder: references only
         return velocity
 
-    return sampling_method(cfg, velocity_for, vae, schedule=schedule)
+    return sampling_method(cfg, velocity_for, vae, schedule=schedule, device=device_of(model))
+
+
+def device_of(model: nn.Module | Callable) -> torch.device | None:
+    """The device of the model's first parameter; None for a plain function or a model without any."""
+    parameter = next(model.parameters(), None) if isinstance(model, nn.Module) else None
+    return None if parameter is None else parameter.device
 
 
 def mean_reference(batch: EvalBatch) -> Tensor:

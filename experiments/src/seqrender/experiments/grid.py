@@ -31,7 +31,7 @@ import torch
 from torch import Tensor, nn
 
 from seqrender import flowmatch
-from seqrender.experiments.batching import scene_index
+from seqrender.experiments.batching import scene_index, to_device
 from seqrender.experiments.config import GRID_SETTINGS
 from seqrender.experiments.data.dynamic import GridScenes
 from seqrender.experiments.data.seeding import generator_from
@@ -112,7 +112,7 @@ class GridBatch:
     anchor: Tensor | None = None
 
     def to(self, device: torch.device) -> "GridBatch":
-        return GridBatch(**{k: v if v is None else v.to(device) for k, v in vars(self).items()})
+        return to_device(self, device)
 
     @property
     def target(self) -> Tensor:

@@ -19,7 +19,7 @@ from torch import Tensor, nn
 from seqrender.experiments.config import RunConfig
 from seqrender.experiments.data.dynamic import GridScenes
 from seqrender.experiments.data.seeding import generator_from
-from seqrender.experiments.evaluate import Method, one_step, sampling_method, score_methods
+from seqrender.experiments.evaluate import Method, device_of, one_step, sampling_method, score_methods
 from seqrender.experiments.grid import (copy_anchor, given_cells, given_parts, grid_velocity, same_time_copy,
                                        same_view_copy)
 
@@ -59,7 +59,7 @@ def grid_model_method(model: nn.Module, cfg: RunConfig) -> Method:
 
     prefer = cfg.trainer.grid_anchor
     anchor_for = (lambda batch, x: copy_anchor(x, batch.is_reference, prefer)) if cfg.trainer.grid_residual else None
-    return sampling_method(cfg, velocity_for, anchor_for=anchor_for)
+    return sampling_method(cfg, velocity_for, anchor_for=anchor_for, device=device_of(model))
 
 
 def row_same_time(batch: GridEvalBatch) -> Tensor:

@@ -4,12 +4,13 @@ run fails in a second, with one line naming the field, instead of after minutes 
 `preflight(cfg, run_dir)` raises ConfigError / UserError (exit 2). It builds the model once (cheap:
 construction errors such as a head size the positional encoding cannot use surface here), checks
 that the patch size divides the image size, that a training sample's views exist in the dataset,
-that a Blender root exists, that the global batch splits evenly over the processes, that the
-tracker's package imports, and that the run directory can be written. `check_writable(path)` is also
-used before Hydra creates the run dir.
+that a Blender root exists, that the global batch splits evenly over the processes (and, on CUDA,
+that each local rank has a GPU), that the tracker's package imports, and that the run directory can
+be written. `check_writable(path)` is also used before Hydra creates the run dir.
 """
 from __future__ import annotations
 
+import os
 import tempfile
 from pathlib import Path
 
@@ -79,6 +80,22 @@ def check_processes(cfg: RunConfig) -> None:
     if cfg.trainer.batch_size % processes:
         raise ConfigError(f"trainer.batch_size: {cfg.trainer.batch_size} does not split evenly over the "
                           f"{processes} processes; use a multiple of {processes}")
+    check_gpus_per_rank(cfg)
+
+
+def check_gpus_per_rank(cfg: RunConfig) -> None:
+    """On CUDA (trainer.cpu=false), the ranks `run.py` starts here each need a GPU of their own:
+    accelerate puts local rank k on cuda:k, and NCCL refuses two ranks on one device. Checked where
+    run.py launches the ranks (RANK unset); a cluster launcher (SLURM, torchrun) assigns GPUs itself."""
+    import torch
+
+    if cfg.trainer.cpu or "RANK" in os.environ or not torch.cuda.is_available():
+        return
+    ranks, gpus = cfg.trainer.local_processes, torch.cuda.device_count()
+    if ranks > gpus:
+        raise ConfigError(f"trainer.local_processes: {ranks} ranks on this machine, but it has {gpus} GPU"
+                          f"{'s' if gpus != 1 else ''}; use trainer.local_processes={gpus} (and a "
+                          f"trainer.batch_size it divides), or trainer.cpu=true")
 
 
 def check_init_from(cfg: RunConfig, run_dir: Path) -> None:

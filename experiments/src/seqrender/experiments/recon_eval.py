@@ -29,7 +29,8 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from seqrender.experiments.data.dynamic_views import ReconScenes, SceneGeometry, scene_geometry
-from seqrender.experiments.evaluate import camera_centres, summarise
+from seqrender.experiments.batching import to_device
+from seqrender.experiments.evaluate import camera_centres, device_of, summarise
 from seqrender.experiments.tasks.recon import reconstruct, render_novel
 from seqrender.recon.fit import FitConfig, fit_gaussians
 from seqrender.recon.geometry import project_points, unproject_depth
@@ -125,11 +126,15 @@ class Scorer:
 
 
 def model_outputs(model: nn.Module, scene: ReconScenes) -> tuple[Tensor, list[Gaussians]]:
-    """One scene (batch 1) -> renders (K, T, 3, H, W) at its novel cameras, Gaussians per time step."""
+    """One scene (batch 1) -> renders (K, T, 3, H, W) at its novel cameras, Gaussians per time step;
+    computed on the model's device (a GPU), returned on the scene's (where they are scored)."""
+    home = scene.images.device
     with torch.no_grad():
+        scene = scene.to(device_of(model))
         recon = reconstruct(model, scene)
         out = render_novel(model, recon, scene)
-    return out.color[0].clamp(0, 1), [slice_gaussians(recon.gaussians, t) for t in range(scene.images.shape[2])]
+    gaussians = to_device(recon.gaussians, home)
+    return out.color[0].clamp(0, 1).to(home), [slice_gaussians(gaussians, t) for t in range(scene.images.shape[2])]
 
 
 def fit_outputs(scene: ReconScenes, fit: FitConfig, raster: RasterConfig) -> tuple[Tensor, list[Gaussians]]:

@@ -33,11 +33,47 @@ def analytic_flops(model: nn.Module, tokens: int) -> float:
     return 6.0 * sum(p.numel() for p in model.parameters() if p.requires_grad) * tokens
 
 
+# torch's attention kernels with their FLOP formulas: (forward ops, backward ops). Before torch 2.12
+# the formulas asserted that key/value have the query's heads, so grouped-query attention on CUDA
+# (flash / efficient kernels) crashed the count; `gqa_formula` gives them the query's heads.
+SDPA_OPS = tuple(f"_scaled_dot_product_{kind}_attention" for kind in ("flash", "efficient", "cudnn"))
+
+
+def gqa_formula(formula, query_at: int):
+    """`formula(*shapes)` of torch.utils.flop_counter with the key and value shapes (the two after the
+    query, at `query_at`) given the query's head count: the kernel broadcasts each kv head over its
+    query group, so the work is that of multi-head attention with the query's heads."""
+    def counted(*shapes, **kwargs):
+        shapes = list(shapes)
+        heads = shapes[query_at][1]
+        for i in (query_at + 1, query_at + 2):
+            shapes[i] = (shapes[i][0], heads, *shapes[i][2:])
+        return formula(*shapes, **kwargs)
+    return counted
+
+
+def gqa_flop_mapping() -> dict:
+    """custom_mapping for FlopCounterMode: torch's attention formulas, GQA-aware."""
+    import torch
+    from torch.utils import flop_counter
+
+    aten = torch.ops.aten
+    raw = lambda f: getattr(f, "__wrapped__", f)  # the module's formulas are already shape-wrapped
+    forward, backward = raw(flop_counter.sdpa_flop), raw(flop_counter.sdpa_backward_flop)
+    mapping = {}
+    for name in SDPA_OPS:
+        if hasattr(aten, name):
+            mapping[getattr(aten, name)] = gqa_formula(forward, 0)
+        if hasattr(aten, f"{name}_backward"):
+            mapping[getattr(aten, f"{name}_backward")] = gqa_formula(backward, 1)
+    return mapping
+
+
 class FlopCount:
     """Context manager counting the FLOPs run inside it (`.total`), or nothing when disabled."""
 
     def __init__(self, enabled: bool):
-        self.mode = FlopCounterMode(display=False) if enabled else None
+        self.mode = FlopCounterMode(display=False, custom_mapping=gqa_flop_mapping()) if enabled else None
         self.total = 0
 
     def __enter__(self):

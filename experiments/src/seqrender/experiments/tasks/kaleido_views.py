@@ -17,7 +17,7 @@ from seqrender.experiments.batching import SceneTensors, TrainBatch, ViewSamplin
 from seqrender.experiments.latent import load_vae
 from seqrender.experiments.layouts import dataset_positions
 from seqrender.experiments.streaming import StreamedSamples, StreamingDraw, clip_times
-from seqrender.experiments.evaluate import eval_batches, evaluate, model_method, score, summarise
+from seqrender.experiments.evaluate import device_of, eval_batches, evaluate, model_method, score, summarise
 from seqrender.experiments.orbit import generate_orbits
 from seqrender.experiments.tasks.base import Task, register
 from seqrender.recon.metrics import psnr
@@ -95,7 +95,7 @@ def flow_loss(model: nn.Module, batch: TrainBatch) -> Tensor:
 
 def eval_vae(cfg, model: nn.Module):
     """The run's frozen VAE on `model`'s device (latent-space runs; None in pixel space)."""
-    return load_vae(cfg, next(model.parameters()).device)
+    return load_vae(cfg, device_of(model))
 
 
 def streams(cfg) -> bool:

@@ -34,7 +34,7 @@ from seqrender.models.blocks import (AdaLNModulation, FinalLayer, PatchEmbed, Sw
                                      TransformerConfig, apply_pixel_head, check_choice, gate, grid_sincos,
                                      last_layer_channels, make_pixel_head, modulate, output_velocity,
                                      unpatchify)
-from seqrender.posenc import grid_angles, invert_se3, normalise_translations
+from seqrender.posenc import full_precision, grid_angles, invert_se3, normalise_translations
 
 POSE_FRAMES = ("first_reference", "world")
 
@@ -251,7 +251,9 @@ class Kaleido(nn.Module):
         active = active_views(frame_mask, is_reference)
         poses = None
         if extrinsics is not None:
-            poses = canonical_extrinsics(extrinsics, is_reference, self.config.pose_frame, active)
+            with full_precision(extrinsics):  # poses in float32 (float64 stays) under autocast too
+                exact = extrinsics.to(torch.promote_types(extrinsics.dtype, torch.float32))
+                poses = canonical_extrinsics(exact, is_reference, self.config.pose_frame, active)
         tokens = self.embed(z, is_reference=is_reference, keep_content=keep_content,
                             intrinsics=intrinsics, poses=poses, anchor=anchor_views(is_reference, active))
         if self.aux_encoder is not None:

@@ -16,6 +16,13 @@ from torch import Tensor
 _GL_TO_CV_AXES = (1.0, -1.0, -1.0, 1.0)
 
 
+def full_precision(tensor: Tensor) -> torch.autocast:
+    """Autocast switched off on ``tensor``'s device: camera geometry (pose inverses, rays, pose
+    operators) runs in its inputs' precision even inside a model's bf16/fp16 autocast region, where
+    matmuls would otherwise round poses to 8 bits of mantissa and mix dtypes in the backward."""
+    return torch.autocast(tensor.device.type, enabled=False)
+
+
 def invert_se3(transform: Tensor) -> Tensor:
     """Closed-form inverse ``[[Rᵀ, −Rᵀt], [0, 1]]`` of rigid transforms ``(..., 4, 4)``."""
     rot_t = transform[..., :3, :3].transpose(-1, -2)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .conventions import invert_se3
+from .conventions import full_precision, invert_se3
 from .rope import check_choice
 
 ORDERS = ("dm", "md")  # (direction, moment) as in SEVA; (moment, direction) as in LVSM
@@ -40,20 +40,22 @@ def plucker_rays(
     extrinsics: ``(..., 4, 4)`` world-to-camera, OpenCV axes. The direction ``d = Rᵀ K⁻¹ (u, v, 1)``
     is unit length, ``o = −Rᵀt`` is the camera centre and the moment is ``o × d``. ``relative``
     expresses the cameras in the frame of the first view (axis ``-3`` of the extrinsics).
-    Computed in float32 (float64 for float64 inputs).
+    Computed in float32 (float64 for float64 inputs), also under autocast.
     """
     check_choice("order", order, ORDERS)
     dtype = torch.promote_types(torch.promote_types(intrinsics.dtype, extrinsics.dtype), torch.float32)
     intrinsics, extrinsics = intrinsics.to(dtype), extrinsics.to(dtype)
-    if relative:
-        extrinsics = relative_to_first(extrinsics)
-    c2w = invert_se3(extrinsics)
-    uv1 = torch.nn.functional.pad(pixel_grid(height, width, offset=pixel_offset, dtype=dtype, device=intrinsics.device), (0, 1), value=1.0)
-    cam_dirs = uv1 @ torch.linalg.inv(intrinsics)[..., None, :, :].transpose(-1, -2)  # (..., H, W, 3)
-    dirs = cam_dirs @ c2w[..., None, :3, :3].transpose(-1, -2)
-    dirs = dirs / dirs.norm(dim=-1, keepdim=True)
-    origins = c2w[..., None, None, :3, 3].expand_as(dirs)
-    moments = torch.linalg.cross(origins, dirs, dim=-1)
+    with full_precision(extrinsics):  # float32 under a model's autocast too
+        if relative:
+            extrinsics = relative_to_first(extrinsics)
+        c2w = invert_se3(extrinsics)
+        uv1 = torch.nn.functional.pad(pixel_grid(height, width, offset=pixel_offset, dtype=dtype,
+                                                 device=intrinsics.device), (0, 1), value=1.0)
+        cam_dirs = uv1 @ torch.linalg.inv(intrinsics)[..., None, :, :].transpose(-1, -2)  # (..., H, W, 3)
+        dirs = cam_dirs @ c2w[..., None, :3, :3].transpose(-1, -2)
+        dirs = dirs / dirs.norm(dim=-1, keepdim=True)
+        origins = c2w[..., None, None, :3, 3].expand_as(dirs)
+        moments = torch.linalg.cross(origins, dirs, dim=-1)
     parts = [dirs, moments] if order == "dm" else [moments, dirs]
     return torch.cat(parts, dim=-1)
 

@@ -15,6 +15,7 @@ from torch import Tensor
 
 from .blockfn import BlockApply, BlockOp
 from .camera import PoseOperators
+from .conventions import full_precision
 from .rope import LAYOUTS, check_choice, rope_cis
 
 
@@ -76,22 +77,25 @@ class BlockTransform:
         for seg in segments:  # float64 operators keep float64 inputs exact
             self.dtype = torch.promote_types(self.dtype, (seg.angles if seg is rotary else seg.extrinsics).dtype)
         cis = cis_out = None
-        if rotary is not None:
-            cis = rope_cis(rotary.angles.to(self.dtype)).unsqueeze(1)
-            cis_out = cis.conj().resolve_conj()
-        ops = PoseOperators.from_extrinsics(pose.extrinsics.to(self.dtype)) if pose is not None else None
-        fused = pose is not None and pose.fused
-        make = lambda c, name: BlockOp.build(
-            c, rot_range, getattr(ops, name) if ops else None, pose_range, layout, fused=fused
-        )
-        self.query_op, self.key_op, self.output_op = make(cis, "query"), make(cis, "key"), make(cis_out, "output")
+        source = rotary.angles if rotary is not None else pose.extrinsics if pose is not None else torch.empty(0)
+        with full_precision(source):  # operators in self.dtype under a model's autocast too
+            if rotary is not None:
+                cis = rope_cis(rotary.angles.to(self.dtype)).unsqueeze(1)
+                cis_out = cis.conj().resolve_conj()
+            ops = PoseOperators.from_extrinsics(pose.extrinsics.to(self.dtype)) if pose is not None else None
+            fused = pose is not None and pose.fused
+            make = lambda c, name: BlockOp.build(
+                c, rot_range, getattr(ops, name) if ops else None, pose_range, layout, fused=fused
+            )
+            self.query_op, self.key_op, self.output_op = make(cis, "query"), make(cis, "key"), make(cis_out, "output")
 
     def _apply(self, x: Tensor, op: BlockOp) -> Tensor:
-        """x: ``(B, H, N, d)`` → same shape; float16/bfloat16 inputs are computed in float32."""
+        """x: ``(B, H, N, d)`` → same shape; float16/bfloat16 inputs are computed in float32 (autocast off)."""
         if x.shape[-1] < self.stop:
             raise ValueError(f"this transform covers {self.stop} channels but head_dim is {x.shape[-1]}")
         dtype = torch.promote_types(x.dtype, self.dtype)
-        return BlockApply.apply(x.to(dtype), op.cis, op.pose, op).to(x.dtype)
+        with full_precision(x):  # under autocast too: the operators and the hand-written backward stay in `dtype`
+            return BlockApply.apply(x.to(dtype), op.cis, op.pose, op).to(x.dtype)
 
     def transform_qkv(self, q: Tensor, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """q: ``(B, Hq, N, d)``; k, v: ``(B, Hkv, N, d)``."""
