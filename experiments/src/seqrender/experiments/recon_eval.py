@@ -128,9 +128,9 @@ class Scorer:
 def model_outputs(model: nn.Module, scene: ReconScenes) -> tuple[Tensor, list[Gaussians]]:
     """One scene (batch 1) -> renders (K, T, 3, H, W) at its novel cameras, Gaussians per time step;
     computed on the model's device (a GPU), returned on the scene's (where they are scored)."""
-    home = scene.images.device
+    home, device = scene.images.device, device_of(model)
     with torch.no_grad():
-        scene = scene.to(device_of(model))
+        scene = scene if device is None else scene.to(device)
         recon = reconstruct(model, scene)
         out = render_novel(model, recon, scene)
     gaussians = to_device(recon.gaussians, home)

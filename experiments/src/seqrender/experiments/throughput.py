@@ -33,9 +33,9 @@ def analytic_flops(model: nn.Module, tokens: int) -> float:
     return 6.0 * sum(p.numel() for p in model.parameters() if p.requires_grad) * tokens
 
 
-# torch's attention kernels with their FLOP formulas: (forward ops, backward ops). Before torch 2.12
-# the formulas asserted that key/value have the query's heads, so grouped-query attention on CUDA
-# (flash / efficient kernels) crashed the count; `gqa_formula` gives them the query's heads.
+# torch's CUDA attention kernels (each with a `_backward` op) that its FLOP formulas cover. Before
+# torch 2.12 the formulas asserted that key/value have the query's heads, so grouped-query attention
+# on CUDA crashed the count; `gqa_formula` gives them the query's heads.
 SDPA_OPS = tuple(f"_scaled_dot_product_{kind}_attention" for kind in ("flash", "efficient", "cudnn"))
 
 

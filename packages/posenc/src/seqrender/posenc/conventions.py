@@ -8,6 +8,7 @@ time, with these functions.
 from __future__ import annotations
 
 import math
+from contextlib import AbstractContextManager, nullcontext
 
 import torch
 from torch import Tensor
@@ -16,11 +17,17 @@ from torch import Tensor
 _GL_TO_CV_AXES = (1.0, -1.0, -1.0, 1.0)
 
 
-def full_precision(tensor: Tensor) -> torch.autocast:
+def full_precision(tensor: Tensor) -> AbstractContextManager:
     """Autocast switched off on ``tensor``'s device: camera geometry (pose inverses, rays, pose
     operators) runs in its inputs' precision even inside a model's bf16/fp16 autocast region, where
-    matmuls would otherwise round poses to 8 bits of mantissa and mix dtypes in the backward."""
-    return torch.autocast(tensor.device.type, enabled=False)
+    matmuls would otherwise round poses to 8 bits of mantissa and mix dtypes in the backward.
+    Outside autocast nothing is entered (an autocast context costs ~2 % of a small model's step)."""
+    device_type = tensor.device.type
+    try:
+        active = torch.is_autocast_enabled(device_type)
+    except TypeError:  # torch < 2.4: no per-device query
+        active = True
+    return torch.autocast(device_type, enabled=False) if active else nullcontext()
 
 
 def invert_se3(transform: Tensor) -> Tensor:
