@@ -192,6 +192,26 @@ def test_flop_count_of_grouped_query_attention_kernels(monkeypatch):
     with pytest.raises(AssertionError, match="incompatible"), flop_counter.FlopCounterMode(display=False):
         torch.ops.aten._scaled_dot_product_flash_attention(q, k, v)  # torch's own formula, as before 2.12
 
+
+@pytest.mark.parametrize("kv_heads", [4, 2])
+def test_flop_count_includes_cpu_attention(kv_heads):
+    """SDPA on the CPU (its flash kernel, which torch's counter has no formula for) counts 4·B·Hq·N·M·d
+    forward and 10·B·Hq·N·M·d backward, with or without grouped-query attention; the linear layer
+    around it adds 6·B·N·in·out."""
+    import torch.nn.functional as F
+
+    from seqrender.experiments.throughput import FlopCount
+
+    b, hq, n, m, d = 2, 4, 48, 40, 16
+    gen = torch.Generator().manual_seed(0)
+    q = torch.randn(b, hq, n, d, generator=gen, requires_grad=True)
+    k, v = (torch.randn(b, kv_heads, m, d, generator=gen, requires_grad=True) for _ in range(2))
+    layer = torch.nn.Linear(d, d, bias=False)
+    with FlopCount(True) as flops:
+        out = F.scaled_dot_product_attention(q, k, v, enable_gqa=kv_heads != hq)
+        layer(out).sum().backward()
+    assert flops.total == 14 * b * hq * n * m * d + 6 * b * hq * n * d * d
+
 def test_throughput_rates(monkeypatch):
     from seqrender.experiments import throughput
 

@@ -33,10 +33,13 @@ def analytic_flops(model: nn.Module, tokens: int) -> float:
     return 6.0 * sum(p.numel() for p in model.parameters() if p.requires_grad) * tokens
 
 
-# torch's CUDA attention kernels (each with a `_backward` op) that its FLOP formulas cover. Before
-# torch 2.12 the formulas asserted that key/value have the query's heads, so grouped-query attention
-# on CUDA crashed the count; `gqa_formula` gives them the query's heads.
-SDPA_OPS = tuple(f"_scaled_dot_product_{kind}_attention" for kind in ("flash", "efficient", "cudnn"))
+# The SDPA kernels (each with a `_backward` op, same argument order) counted with torch's attention
+# formulas: the CUDA ones torch covers, whose formulas before torch 2.12 asserted that key/value have
+# the query's heads (grouped-query attention crashed the count), and the CPU flash kernel, which
+# torch's counter does not cover at all (its attention FLOPs were missing from CPU figures until
+# 2026-12-04: 37 % of the main job's step). `gqa_formula` gives the formulas the query's heads.
+SDPA_OPS = tuple(f"_scaled_dot_product_{kind}_attention" for kind in ("flash", "efficient", "cudnn")) + (
+    "_scaled_dot_product_flash_attention_for_cpu",)
 
 
 def gqa_formula(formula, query_at: int):
@@ -53,7 +56,7 @@ def gqa_formula(formula, query_at: int):
 
 
 def gqa_flop_mapping() -> dict:
-    """custom_mapping for FlopCounterMode: torch's attention formulas, GQA-aware."""
+    """custom_mapping for FlopCounterMode: torch's attention formulas, GQA-aware, on the SDPA_OPS."""
     import torch
     from torch.utils import flop_counter
 
