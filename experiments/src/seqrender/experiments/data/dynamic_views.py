@@ -18,6 +18,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor
 from tqdm import tqdm
 
+from seqrender.experiments.batching import to_device
 from seqrender.experiments.data.cameras import look_at_w2c
 from seqrender.experiments.data.dynamic import BACKGROUND, Embedded4DConfig, grid_scene
 from seqrender.experiments.data.embedded import SPLITS, ensure_generated, single_thread
@@ -58,7 +59,7 @@ class ReconScenes:
         return ReconScenes(**{k: getattr(self, k)[scenes] for k in self.__dataclass_fields__})
 
     def to(self, device) -> "ReconScenes":
-        return ReconScenes(**{k: getattr(self, k).to(device) for k in self.__dataclass_fields__})
+        return to_device(self, device)
 
 
 def orbit_camera(azimuth: Tensor, elevation: Tensor, *, radius: float, size: int,
