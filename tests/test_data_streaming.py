@@ -3,6 +3,7 @@ exactly the in-memory batches (both are the pure function of (seed, step, sample
 and DDP exactness rest on), at V = 12 with random view masking too; clips are positioned by θ_t."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import sys
@@ -42,7 +43,7 @@ def _sampling(views: int, masking: bool, batch_size: int = 4) -> ViewSampling:
 def _in_memory(scenes, sampling: ViewSampling, step: int, indices: range):
     return make_train_batch(scenes, seed=sampling.seed, step=step, indices=indices, batch_size=sampling.batch_size,
                             views=sampling.views, sampler=sampling.sampler, cond_drop_prob=sampling.cond_drop_prob,
-                            random_masking=sampling.random_masking)
+                            random_masking=sampling.random_masking, frame_times=sampling.frame_times)
 
 
 def _assert_same(a, b) -> None:
@@ -64,6 +65,24 @@ def test_streamed_batches_equal_in_memory_batches(scenes_on_disk, workers):
             _assert_same(draw(step, range(1)), _in_memory(scenes, sampling, step, range(1)))
         for part in parts:
             _assert_same(draw(step, part), _in_memory(scenes, sampling, step, part))
+
+
+def test_frame_times_give_each_view_its_own_t_and_stream_the_same(scenes_on_disk):
+    """`frame_times` (the model's `frame_time`): t (B, V) from the sampler, one per view; noised()
+    puts each target frame on the path at its own t and keeps references clean; streamed batches
+    equal in-memory ones; without it t stays one per sample (B,)."""
+    scenes = stack_scenes(scenes_on_disk, time_positions=False)
+    sampling = dataclasses.replace(_sampling(views=6, masking=False), frame_times=True)
+    batch = _in_memory(scenes, sampling, 5, range(4))
+    assert batch.t.shape == (4, 6) and bool(((batch.t >= 0) & (batch.t <= 1)).all())
+    assert bool((batch.t.std(dim=1) > 0.01).all())                       # the views' levels differ
+    t = batch.t[:, :, None, None, None]
+    expected = torch.where(batch.is_reference[:, :, None, None, None], batch.x, (1 - t) * batch.x + t * batch.noise)
+    torch.testing.assert_close(batch.noised(), expected, atol=1e-6, rtol=0)
+    draw = StreamingDraw(StreamedSamples(scenes_on_disk, sampling), workers=0)
+    draw.start(5, 6, [range(4)])
+    _assert_same(draw(5, range(4)), batch)
+    assert _in_memory(scenes, _sampling(views=6, masking=False), 5, range(4)).t.shape == (4,)
 
 
 def test_a_corrupt_image_in_a_worker_is_the_original_one_line_error(tmp_path):

@@ -31,6 +31,19 @@ def test_default_task_follows_the_model_layout():
     assert task_for(grid).name == "grid"
 
 
+def test_multiview_batches_draw_one_t_per_view_when_the_model_conditions_per_frame(tmp_path, monkeypatch):
+    """model.frame_time (on in the main job's preset) makes the task draw t (B, V); off, t (B,)."""
+    from seqrender.experiments.job import load_split
+
+    monkeypatch.setenv("SEQRENDER_DATA", str(tmp_path))
+    for frame_time, shape in (("true", (2, 4)), ("false", (2,))):
+        cfg = config(f"model.frame_time={frame_time}")
+        batch = task_for(cfg).batches(cfg, load_split(cfg, "train"), cfg.sampler.build())(0, range(2))
+        assert tuple(batch.t.shape) == shape, frame_time
+        loss = task_for(cfg).loss(task_for(cfg).build_model(cfg), batch)
+        assert loss.ndim == 0 and torch.isfinite(loss)
+
+
 def test_unknown_task_is_a_config_error_naming_the_field():
     with pytest.raises(ConfigError, match=r"^task: .*unknown task 'nope'.*registered: grid, multiview"):
         config("task=nope")

@@ -27,8 +27,24 @@ def test_interpolate_matches_definition_and_endpoints():
 
 def test_interpolate_rejects_bad_time_shape():
     x, eps, _ = _triple(torch.float32)
-    with pytest.raises(ValueError, match="t must"):
-        interpolate(x, eps, torch.rand(3))
+    for bad in (torch.rand(3), torch.rand(64, 2), torch.rand(3, 64)):  # wrong B, wrong V, not a leading shape
+        with pytest.raises(ValueError, match="t must"):
+            interpolate(x, eps, bad)
+
+
+def test_interpolate_with_one_time_per_leading_index():
+    """t (B, V) on x (B, V, ...): frame (b, v) is on the path at its own t[b, v] (per-frame noise levels)."""
+    x, eps, _ = _triple(torch.float64)
+    t = torch.rand(64, 3, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    z = interpolate(x, eps, t)
+    for b, v in ((0, 0), (7, 2), (63, 1)):
+        assert torch.allclose(z[b, v], (1 - t[b, v]) * x[b, v] + t[b, v] * eps[b, v], atol=0, rtol=1e-15)
+    same = t[:, :1].expand(64, 3)  # equal times per sample: the per-sample path
+    assert torch.equal(interpolate(x, eps, same), interpolate(x, eps, t[:, 0]))
+    truth = {"velocity": eps - x, "noise": eps, "data": x}
+    for source in KINDS:
+        out = convert_prediction(truth[source], z, t, source=source, target="data", eps=1e-12)
+        assert torch.allclose(out, x, atol=1e-9), source
 
 
 @pytest.mark.parametrize("dtype, tol", [(torch.float64, 1e-12), (torch.float32, 2e-5)])

@@ -194,6 +194,30 @@ def test_absolute_positions_add_dits_code_of_each_patch_position_and_keep_the_in
         small_config(absolute_positions=True, hidden=30, heads=3, kv_heads=3)
 
 
+def test_frame_time_conditions_each_frame_on_its_own_t_and_references_on_zero():
+    """model.frame_time: frame v of scene b is modulated by t[b, v] (references by 0). With a frame
+    mask that connects no two views every frame is computed alone, so frame v of a per-frame-t call
+    must equal frame v of a call with the one scene time t[:, v]; t (B,) is t (B, V) broadcast."""
+    gen = torch.Generator().manual_seed(12)
+    z, _, is_reference, intrinsics, extrinsics = scene(gen)
+    model = make_model(frame_time=True)
+    alone = torch.eye(V, dtype=torch.bool).expand(B, V, V)
+    t = torch.rand(B, V, generator=gen)
+    per_frame = run(model, z, t, is_reference, intrinsics, extrinsics, frame_mask=alone)
+    for v in range(V):
+        scene_time = run(model, z, t[:, v].contiguous(), is_reference, intrinsics, extrinsics, frame_mask=alone)
+        torch.testing.assert_close(per_frame[:, v], scene_time[:, v], atol=1e-6, rtol=0)
+    assert (per_frame[:, 2] - run(model, z, t[:, 1].contiguous(), is_reference, intrinsics, extrinsics,
+                                  frame_mask=alone)[:, 2]).abs().max() > 1e-3  # t does matter per frame
+    shared = torch.rand(B, generator=gen)
+    broadcast = shared[:, None].expand(B, V).masked_fill(is_reference, 0.9)  # reference entries are read as 0
+    assert torch.equal(run(model, z, shared, is_reference, intrinsics, extrinsics),
+                       run(model, z, broadcast, is_reference, intrinsics, extrinsics))
+    assert {n for n, _ in model.named_parameters()} == {n for n, _ in make_model().named_parameters()}
+    with pytest.raises(ValueError, match="per frame only with KaleidoConfig.frame_time"):
+        run(make_model(), z, t, is_reference, intrinsics, extrinsics)
+
+
 def test_gta_world_frame_rotation_invariance_without_registers():
     """pose_frame="world": GTA's logits depend on E_i E_j⁻¹ only, so with no registers a rotation
     about the world origin (which keeps every ‖t‖, hence the normalisation) changes nothing."""

@@ -54,7 +54,8 @@ def to_device(batch, device: torch.device | str):
 
 @dataclass
 class TrainBatch:
-    """x, noise (B, V, 3, H, W) with x in [-1, 1]; t (B,); is_reference, loss_mask (B, V) bool;
+    """x, noise (B, V, 3, H, W) with x in [-1, 1]; t (B,), or (B, V) with one t per frame
+    (`ViewSampling.frame_times`); is_reference, loss_mask (B, V) bool;
     frame_mask (B, V, V) bool; drop_condition (B,) bool; intrinsics (B, V, 3, 3); extrinsics (B, V, 4, 4);
     images (B, V, 3, H, W) in [0, 1] or None: the RGB frames when x holds VAE latents (`latent`);
     times (B, V) θ_t angles or None: video clips, positioned in time instead of by their poses;
@@ -106,8 +107,9 @@ def scene_index(seed: int, position: int, num_scenes: int) -> int:
 @dataclass(frozen=True)
 class ViewSampling:
     """How training samples are drawn (Kaleido §3.2.1 iii): `views` frames of a scene, n ~ 2^−n of
-    them references (or a fixed `references`; random view masking optional), t from `sampler`,
-    condition dropout."""
+    them references (or a fixed `references`; random view masking optional), t from `sampler`
+    (one per sample, or with `frame_times` one per view: the model must take t (B, V)), condition
+    dropout."""
 
     seed: int
     batch_size: int
@@ -116,6 +118,7 @@ class ViewSampling:
     cond_drop_prob: float
     random_masking: bool
     references: int | None = None  # a fixed number of references per sample (None: n ~ 2^−n)
+    frame_times: bool = False  # one t per view (B, V) instead of one per sample (B,)
 
     def sample(self, step: int, index: int, *, num_scenes: int, frames_of: Callable[[int], int],
                read: Callable[[int, Tensor], dict]) -> dict[str, Tensor | None]:
@@ -130,7 +133,7 @@ class ViewSampling:
         chosen = torch.randperm(available, generator=gen)[:self.views]
         split = sample_view_split(1, self.views, random_masking=self.random_masking, references=self.references,
                                   generator=gen)
-        t = self.sampler.sample(1, generator=gen)[0]
+        t = self.sampler.sample(self.views, generator=gen) if self.frame_times else self.sampler.sample(1, generator=gen)[0]
         views = read(scene, chosen)
         x = views["images"] * 2 - 1
         return dict(
@@ -156,9 +159,10 @@ def collate(parts: Sequence[dict]) -> TrainBatch:
 
 def make_train_batch(scenes: SceneTensors, *, seed: int, step: int, indices: range, batch_size: int,
                      views: int, sampler, cond_drop_prob: float, random_masking: bool,
-                     references: int | None = None) -> TrainBatch:
+                     references: int | None = None, frame_times: bool = False) -> TrainBatch:
     """Samples `indices` (global indices within step `step`'s batch of `batch_size`) of scenes in
-    memory; `references`: a fixed number of reference views per sample (None: n ~ 2^−n)."""
-    sampling = ViewSampling(seed, batch_size, views, sampler, cond_drop_prob, random_masking, references)
+    memory; `references`: a fixed number of reference views per sample (None: n ~ 2^−n);
+    `frame_times`: one t per view."""
+    sampling = ViewSampling(seed, batch_size, views, sampler, cond_drop_prob, random_masking, references, frame_times)
     return collate([sampling.sample(step, g, num_scenes=len(scenes), frames_of=lambda s: scenes.views,
                                     read=scenes.read) for g in indices])

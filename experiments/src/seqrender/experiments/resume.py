@@ -37,7 +37,7 @@ ADDED_KEYS = {"trainer.view_sampling": "exponential", "trainer.fixed_references"
               "trainer.grid_residual": False, "trainer.grid_anchor": "column",
               "model.prediction": "velocity", "model.prediction_eps": 0.05,
               "dataset.view_step_deg": None, "dataset.motion": "free", "model.output_conv": False,
-              "model.pixel_head": 0}
+              "model.pixel_head": 0, "model.absolute_positions": False, "model.frame_time": False}
 
 
 def flat_config(cfg: RunConfig) -> dict[str, Any]:

@@ -42,13 +42,14 @@ class KaleidoViews(Task):
 
     def batches(self, cfg, data, sampler):
         tc = cfg.trainer
+        frame_times = frame_time(cfg)
         if isinstance(data, SceneTensors):
             return lambda step, indices: make_train_batch(
                 data, seed=cfg.seed, step=step, batch_size=tc.batch_size, views=tc.views, indices=indices,
                 sampler=sampler, cond_drop_prob=tc.cond_drop_prob, random_masking=tc.random_masking,
-                references=tc.fixed_references_or_none)
+                references=tc.fixed_references_or_none, frame_times=frame_times)
         sampling = ViewSampling(cfg.seed, tc.batch_size, tc.views, sampler, tc.cond_drop_prob, tc.random_masking,
-                                tc.fixed_references_or_none)
+                                tc.fixed_references_or_none, frame_times)
         samples = StreamedSamples(data, sampling, time_positions=dataset_positions(cfg.dataset.name) == "time")
         return StreamingDraw(samples, workers=tc.data_workers)
 
@@ -91,6 +92,12 @@ def flow_loss(model: nn.Module, batch: TrainBatch) -> Tensor:
     err = (pred - (batch.noise - batch.x)).pow(2).mean(dim=(2, 3, 4))          # (B, V)
     mask = batch.loss_mask.to(err.dtype)
     return ((err * mask).sum(1) / mask.sum(1).clamp_min(1)).mean()
+
+
+def frame_time(cfg) -> bool:
+    """Whether training draws one t per view: the model conditions each frame on its own t
+    (`KaleidoConfig.frame_time`); otherwise one t per sample, the paper's reading."""
+    return bool(getattr(cfg.model.config, "frame_time", False))
 
 
 def eval_vae(cfg, model: nn.Module):

@@ -20,20 +20,23 @@ DEFAULT_EPS = 1e-5
 
 
 def expand_time(t: Tensor | float, like: Tensor) -> Tensor:
-    """Broadcast per-sample times over the trailing axes of ``like``.
+    """Broadcast times over the trailing axes of ``like``.
 
-    t: (B,) or scalar; like: (B, *rest) -> (B, 1, ..., 1) (or a 0-d tensor for a scalar t).
+    t: scalar, per sample (B,), or per leading index, e.g. per frame (B, V); like: (B, V, *rest) ->
+    (B, 1, ..., 1) or (B, V, 1, ..., 1) (a 0-d tensor for a scalar t).
     """
     t = torch.as_tensor(t, dtype=like.dtype, device=like.device)
     if t.ndim == 0:
         return t
-    if t.ndim != 1 or t.shape[0] != like.shape[0]:
-        raise ValueError(f"t must be a scalar or have shape ({like.shape[0]},), got {tuple(t.shape)}")
-    return t.reshape(-1, *([1] * (like.ndim - 1)))
+    if t.ndim > like.ndim or tuple(t.shape) != tuple(like.shape[:t.ndim]):
+        raise ValueError(f"t must be a scalar or have a leading part of the shape {tuple(like.shape)}, such as "
+                         f"({like.shape[0]},); got {tuple(t.shape)}")
+    return t.reshape(*t.shape, *([1] * (like.ndim - t.ndim)))
 
 
 def interpolate(x: Tensor, noise: Tensor, t: Tensor | float) -> Tensor:
-    """z_t = (1 − t)·x + t·ε.  x, noise: (B, ...); t: (B,) or scalar -> (B, ...)."""
+    """z_t = (1 − t)·x + t·ε.  x, noise: (B, ...); t: (B,), scalar or a leading shape such as (B, V)
+    (expand_time) -> (B, ...)."""
     t = expand_time(t, x)
     return (1 - t) * x + t * noise
 

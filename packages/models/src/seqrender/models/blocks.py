@@ -84,17 +84,18 @@ def output_velocity(out: Tensor, z: Tensor, t: Tensor, config: TransformerConfig
 
 
 def broadcast_cond(c: Tensor, x: Tensor) -> Tensor:
-    """Per-sample conditioning c (B, D) -> (B, 1, ..., 1, D) broadcastable to x (B, *grid, D)."""
-    return c.reshape(c.shape[0], *([1] * (x.ndim - 2)), c.shape[-1])
+    """Conditioning per sample c (B, D), or per frame c (B, V, D) of x (B, V, *grid, D) ->
+    (B, [V,] 1, ..., 1, D) broadcastable to x (B, *grid, D)."""
+    return c.reshape(*c.shape[:-1], *([1] * (x.ndim - c.ndim)), c.shape[-1])
 
 
 def modulate(x: Tensor, shift: Tensor, scale: Tensor) -> Tensor:
-    """x (B, *grid, D), shift and scale (B, D) -> x·(1 + scale) + shift."""
+    """x (B, *grid, D), shift and scale (B, D) or (B, V, D) (broadcast_cond) -> x·(1 + scale) + shift."""
     return x * (1 + broadcast_cond(scale, x)) + broadcast_cond(shift, x)
 
 
 def gate(x: Tensor, g: Tensor) -> Tensor:
-    """x (B, *grid, D), g (B, D) -> g·x."""
+    """x (B, *grid, D), g (B, D) or (B, V, D) (broadcast_cond) -> g·x."""
     return x * broadcast_cond(g, x)
 
 
@@ -194,7 +195,7 @@ def unpatchify(x: Tensor, patch_size: int) -> Tensor:
 
 
 class FinalLayer(nn.Module):
-    """(B, *grid, D), c (B, D) -> (B, *grid, out): LayerNorm, modulate, zero-initialised Linear, so an
+    """(B, *grid, D), c (B, D) or (B, V, D) -> (B, *grid, out): LayerNorm, modulate, zero-initialised Linear, so an
     untrained model predicts exactly 0 (DiT)."""
 
     def __init__(self, dim: int, out_features: int):

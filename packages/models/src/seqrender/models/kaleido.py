@@ -3,7 +3,8 @@
 Tokens are patches of clean reference latents and noised target latents (the caller writes the
 clean latents into the reference frames), plus a learned reference/target embedding and, with
 `absolute_positions`, DiT's fixed 2-D sin-cos code of each patch's place in its image. One timestep
-per scene enters every block through adaLN-Zero. Each block: spatial attention (within a frame) →
+per scene enters every block through adaLN-Zero (with `frame_time`: one per frame, references at
+t = 0, so training may noise each target frame to its own level). Each block: spatial attention (within a frame) →
 temporal window attention (K×K windows across all frames) → SwiGLU; GQA and register tokens in
 every attention. Positions come from one `SceneEncoding` (posenc registry): the model builds ONE
 spatial and ONE temporal transform per forward, shared by all blocks.
@@ -54,6 +55,11 @@ class KaleidoConfig(TransformerConfig):
     # GTA's logits see only offsets between tokens, so without it a token's place in the image (its
     # ray in its camera) can only be inferred from where the frame ends.
     absolute_positions: bool = False
+    # One timestep per frame instead of per scene (the paper: per scene): every frame's adaLN reads
+    # its own t, references t = 0 (they are clean), and forward accepts t (B, V). Training can then
+    # draw one t per target frame (diffusion forcing, Chen et al. 2024), so a step sees as many noise
+    # levels as it has targets; a sampler passing t (B,) gives every target the same t, as before.
+    frame_time: bool = False
 
     def __post_init__(self):
         super().__post_init__()
@@ -75,7 +81,7 @@ class KaleidoConfig(TransformerConfig):
 
 
 class KaleidoBlock(nn.Module):
-    """x (B, V, h, w, D), c (B, D) -> (B, V, h, w, D): spatial attn → window attn → SwiGLU, each a
+    """x (B, V, h, w, D), c (B, D) or per frame (B, V, D) -> (B, V, h, w, D): spatial attn → window attn → SwiGLU, each a
     gated residual branch with its own adaLN shift/scale/gate."""
 
     def __init__(self, cfg: KaleidoConfig):
@@ -233,7 +239,8 @@ class Kaleido(nn.Module):
     ) -> Tensor:
         """Predict the velocity ε − x for every frame (the network predicts `config.prediction`).
 
-        z (B, V, C, H, W): clean latents in reference frames, z_t in target frames; t (B,) in [0, 1];
+        z (B, V, C, H, W): clean latents in reference frames, z_t in target frames; t (B,) in [0, 1],
+        or (B, V) with `config.frame_time` (one per frame; references' entries are read as 0);
         is_reference (B, V) bool; intrinsics (B, V, 3, 3) in pixels of z's (H, W) grid (only read by
         encodings with input channels, e.g. Plücker); extrinsics (B, V, 4, 4) world-to-camera (3D
         data) or None; times (B, V) θ_t angles (video) or None; frame_mask (B, V, V) bool, frame i
@@ -261,7 +268,7 @@ class Kaleido(nn.Module):
                 raise ValueError("images (B, V, 3, Hi, Wi) are required when KaleidoConfig.aux_encoder is set")
             tokens = tokens + self.aux_features(images, is_reference & keep_content, tuple(tokens.shape[2:4]))
         spatial, temporal = self.transforms(tuple(tokens.shape[:4]), poses=poses, times=times)
-        c = self.time_embed(t)
+        c = self.time_conditioning(t, is_reference)
         for block in self.blocks:
             tokens = block(tokens, c, spatial=spatial, temporal=temporal, frame_mask=frame_mask)
         out = unpatchify(self.final(tokens, c), self.config.patch_size)            # (B, V, C + F, H, W)
@@ -270,6 +277,15 @@ class Kaleido(nn.Module):
             out = out + rearrange(self.output_conv(rearrange(out, "b v c h w -> (b v) c h w")),
                                   "(b v) c h w -> b v c h w", b=out.shape[0])
         return output_velocity(out, z, t, self.config)
+
+    def time_conditioning(self, t: Tensor, is_reference: Tensor) -> Tensor:
+        """adaLN input: t (B,) -> (B, D), one per scene; with `config.frame_time`, t (B,) or (B, V)
+        -> (B, V, D), one per frame, references at t = 0."""
+        if not self.config.frame_time:
+            return self.time_embed(t)
+        per_frame = t[:, None].expand(is_reference.shape) if t.ndim == 1 else t
+        per_frame = per_frame.masked_fill(is_reference, 0.0)
+        return rearrange(self.time_embed(per_frame.flatten()), "(b v) d -> b v d", b=t.shape[0])
 
     def velocity_fn(self, *, is_reference: Tensor, intrinsics: Tensor | None = None,
                     extrinsics: Tensor | None = None, times: Tensor | None = None,
@@ -293,8 +309,10 @@ class Kaleido(nn.Module):
             check_frame_mask(frame_mask, batch, views)
         if channels != self.config.in_channels:
             raise ValueError(f"z must have in_channels={self.config.in_channels} channels; got {channels}")
-        if tuple(t.shape) != (batch,):
-            raise ValueError(f"t must have shape (B,) = ({batch},); got {tuple(t.shape)}")
+        shapes = [(batch,), (batch, views)] if self.config.frame_time else [(batch,)]
+        if tuple(t.shape) not in shapes:
+            per_frame = f" or (B, V) = {(batch, views)}" if self.config.frame_time else " (per frame only with KaleidoConfig.frame_time)"
+            raise ValueError(f"t must have shape (B,) = ({batch},){per_frame}; got {tuple(t.shape)}")
         if is_reference.dtype != torch.bool or tuple(is_reference.shape) != (batch, views):
             raise ValueError(f"is_reference must be bool of shape (B, V) = {(batch, views)}")
         if extrinsics is not None and tuple(extrinsics.shape) != (batch, views, 4, 4):
