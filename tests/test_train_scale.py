@@ -68,10 +68,13 @@ def test_micro_batches_split_and_errors():
 
 
 def test_grad_accum_equals_one_pass_over_the_batch(train_tiny):
-    """4 micro-batches of 1 sample accumulated = one batch of 4 (same samples, same update)."""
+    """4 micro-batches of 1 sample accumulated = one batch of 4 (same samples, same update). The sums
+    are rounded in another order, and the optimiser's normalised step turns that into up to ~1e-6 on
+    a few near-zero weights (seen: 1.07e-6 on 2 of 9216 with per-frame timesteps); a micro-batch
+    dropped, counted twice or given other samples moves weights by ~lr = 2e-3."""
     whole = train_tiny("whole", "trainer.grad_accum=1")
     accumulated = train_tiny("accum", "trainer.grad_accum=4")
-    assert_same_training(whole, accumulated, rtol=1e-5, atol=1e-6)
+    assert_same_training(whole, accumulated, rtol=1e-5, atol=5e-6)
 
 
 def test_muon_trains_and_resumes_exactly(train_tiny):
