@@ -133,7 +133,8 @@ class ViewSampling:
         chosen = torch.randperm(available, generator=gen)[:self.views]
         split = sample_view_split(1, self.views, random_masking=self.random_masking, references=self.references,
                                   generator=gen)
-        t = self.sampler.sample(self.views, generator=gen) if self.frame_times else self.sampler.sample(1, generator=gen)[0]
+        t = self.sampler.sample(self.views if self.frame_times else 1, generator=gen)
+        t = t if self.frame_times else t[0]
         views = read(scene, chosen)
         x = views["images"] * 2 - 1
         return dict(

@@ -4,10 +4,10 @@ Tokens are patches of clean reference latents and noised target latents (the cal
 clean latents into the reference frames), plus a learned reference/target embedding and, with
 `absolute_positions`, DiT's fixed 2-D sin-cos code of each patch's place in its image. One timestep
 per scene enters every block through adaLN-Zero (with `frame_time`: one per frame, references at
-t = 0, so training may noise each target frame to its own level). Each block: spatial attention (within a frame) →
-temporal window attention (K×K windows across all frames) → SwiGLU; GQA and register tokens in
-every attention. Positions come from one `SceneEncoding` (posenc registry): the model builds ONE
-spatial and ONE temporal transform per forward, shared by all blocks.
+t = 0, so training may noise each target frame to its own level). Each block: spatial attention
+(within a frame) → temporal window attention (K×K windows across all frames) → SwiGLU; GQA and
+register tokens in every attention. Positions come from one `SceneEncoding` (posenc registry): the
+model builds ONE spatial and ONE temporal transform per forward, shared by all blocks.
 
 Camera frame. With `pose_frame="first_reference"` (default) extrinsics are first re-expressed in the
 camera frame of each scene's first active reference view (E_i ← E_i·E_ref⁻¹) and then translations
@@ -81,8 +81,8 @@ class KaleidoConfig(TransformerConfig):
 
 
 class KaleidoBlock(nn.Module):
-    """x (B, V, h, w, D), c (B, D) or per frame (B, V, D) -> (B, V, h, w, D): spatial attn → window attn → SwiGLU, each a
-    gated residual branch with its own adaLN shift/scale/gate."""
+    """x (B, V, h, w, D), c (B, D) or per frame (B, V, D) -> (B, V, h, w, D): spatial attn → window
+    attn → SwiGLU, each a gated residual branch with its own adaLN shift/scale/gate."""
 
     def __init__(self, cfg: KaleidoConfig):
         super().__init__()
@@ -311,7 +311,8 @@ class Kaleido(nn.Module):
             raise ValueError(f"z must have in_channels={self.config.in_channels} channels; got {channels}")
         shapes = [(batch,), (batch, views)] if self.config.frame_time else [(batch,)]
         if tuple(t.shape) not in shapes:
-            per_frame = f" or (B, V) = {(batch, views)}" if self.config.frame_time else " (per frame only with KaleidoConfig.frame_time)"
+            per_frame = (f" or (B, V) = {(batch, views)}" if self.config.frame_time
+                         else " (per frame only with KaleidoConfig.frame_time)")
             raise ValueError(f"t must have shape (B,) = ({batch},){per_frame}; got {tuple(t.shape)}")
         if is_reference.dtype != torch.bool or tuple(is_reference.shape) != (batch, views):
             raise ValueError(f"is_reference must be bool of shape (B, V) = {(batch, views)}")
