@@ -211,6 +211,22 @@ def test_residual_batch_puts_the_path_on_the_difference_from_the_copy():
     assert grid_flow_loss(lambda z, t, **_: exact, plain).item() > 1e-2
 
 
+def test_frame_times_draw_one_t_per_cell_and_put_each_unknown_cell_at_its_own_t():
+    """`frame_times` (the model's `frame_time`): t (B, V, T) from the sampler; noised() puts each
+    unknown cell on the (residual) path at its own t and keeps the given cells clean."""
+    scenes = GridScenes(images=torch.rand(5, V, T, C, H, W), intrinsics=torch.zeros(5, V, 3, 3),
+                        extrinsics=torch.zeros(5, V, 4, 4))
+    kwargs = dict(seed=0, step=1, indices=range(3), batch_size=3, sampler=make_timestep_sampler("uniform"),
+                  cond_drop_prob=0.0, residual=True)
+    batch = make_grid_batch(scenes, **kwargs, frame_times=True)
+    assert batch.t.shape == (3, V, T) and bool((batch.t.flatten(1).std(dim=1) > 0.01).all())
+    t = batch.t[:, :, :, None, None, None]
+    unknown = ~batch.given[:, :, :, None, None, None]
+    want = torch.where(unknown, (1 - t) * batch.target + t * batch.noise, batch.x)
+    torch.testing.assert_close(batch.noised(), want, atol=1e-6, rtol=0)
+    assert make_grid_batch(scenes, **kwargs).t.shape == (3,)
+
+
 @pytest.mark.parametrize("setting, anchor, constant_over", [
     ("column->grid", "column", "times"), ("row->grid", "column", "views"), ("row->grid", "row", "views"),
     ("row+column->grid", "column", "times"), ("row+column->grid", "row", "views")])

@@ -30,6 +30,30 @@ def inputs(seed=1):
     return z, torch.rand(B, generator=gen), row, column
 
 
+def test_frame_time_conditions_each_cell_on_its_own_t_and_given_cells_on_zero():
+    """model.frame_time: the adaLN input of cell (v, t) is the embedding of its own time, 0 on the
+    given row (view 0) and column (time 0); t (B,) is t (B, V, T) broadcast; no new parameters."""
+    model = make_model(frame_time=True)
+    z, _, row, column = inputs()
+    t = torch.rand(B, V, T, generator=torch.Generator().manual_seed(5))
+    given = torch.zeros(B, V, T, dtype=torch.bool)
+    given[:, 0], given[:, :, 0] = True, True
+    seen = []
+    model.blocks[0].modulation.register_forward_pre_hook(lambda m, args: seen.append(args[0]))
+    with torch.no_grad():
+        out = model(z, t, row=row, column=column)
+        expected = torch.stack([model.time_embed(t[:, v, k] * ~given[:, v, k]) for v in range(V) for k in range(T)], 1)
+    torch.testing.assert_close(seen[0], rearrange(expected, "b (v k) d -> b v k d", v=V), atol=1e-6, rtol=0)
+    shared = torch.rand(B, generator=torch.Generator().manual_seed(6))
+    broadcast = shared[:, None, None].expand(B, V, T).masked_fill(given, 0.7)   # given entries are read as 0
+    with torch.no_grad():
+        assert torch.equal(model(z, shared, row=row, column=column), model(z, broadcast, row=row, column=column))
+        assert (model(z, shared, row=row, column=column) - out).abs().max() > 1e-3
+    assert {n for n, _ in model.named_parameters()} == {n for n, _ in make_model().named_parameters()}
+    with pytest.raises(ValueError, match="per frame only with FourRealConfig.frame_time"):
+        make_model()(z, t, row=row, column=column)
+
+
 def test_untrained_output_is_zero():
     model = FourReal(FourRealConfig(in_channels=C, hidden=48, heads=4))
     z, t, row, column = inputs()

@@ -77,7 +77,7 @@ def copy_anchor(x: Tensor, given: Tensor, prefer: str = "column") -> Tensor:
 
 def grid_velocity(model: nn.Module, z: Tensor, t: Tensor, *, x: Tensor, given: Tensor,
                   drop_condition: Tensor) -> Tensor:
-    """Velocity (B, V, T, C, H, W) of z (B, V, T, C, H, W) at t (B,), conditioned on the cells of the
+    """Velocity (B, V, T, C, H, W) of z (B, V, T, C, H, W) at t (B,) or per cell (B, V, T), conditioned on the cells of the
     clean grid x (same shape) that given (B, V, T) bool marks: the first row and/or column. Samples
     with drop_condition (B,) True are unconditional: no row/column and their given cells in z zeroed.
     One model call per group of samples with the same (row, column) conditioning."""
@@ -100,7 +100,8 @@ def grid_velocity(model: nn.Module, z: Tensor, t: Tensor, *, x: Tensor, given: T
 
 @dataclass
 class GridBatch:
-    """x, noise (B, V, T, 3, H, W) with x in [-1, 1]; t (B,); given (B, V, T) bool (the given cells
+    """x, noise (B, V, T, 3, H, W) with x in [-1, 1]; t (B,), or (B, V, T) with one t per cell
+    (`make_grid_batch(frame_times=True)`); given (B, V, T) bool (the given cells
     of each sample's setting); drop_condition (B,) bool; anchor (B, V, T, 3, H, W) or None: what the
     flow's data point is relative to (`copy_anchor` in the residual space; None: the cells themselves)."""
 
@@ -127,16 +128,18 @@ class GridBatch:
 
 def make_grid_batch(scenes: GridScenes, *, seed: int, step: int, indices: range, batch_size: int, sampler,
                     cond_drop_prob: float, settings: tuple[str, ...] = ("row+column->grid",),
-                    residual: bool = False, anchor: str = "column") -> GridBatch:
+                    residual: bool = False, anchor: str = "column", frame_times: bool = False) -> GridBatch:
     """Samples `indices` (global indices within step `step`'s batch of `batch_size`): whole grids, each
     with a setting drawn uniformly from `settings` (repeat one to weight it). residual: the flow
-    generates each unknown cell minus its `copy_anchor` (`anchor`: the copy preferred when both are given)."""
+    generates each unknown cell minus its `copy_anchor` (`anchor`: the copy preferred when both are given);
+    frame_times: one t per grid cell (the model must take t (B, V, T))."""
     parts = []
     views, times = scenes.images.shape[1:3]
     for g in indices:
         gen = generator_from(seed, step, g)
         x = scenes.images[scene_index(seed, step * batch_size + g, len(scenes))] * 2 - 1
-        t = sampler.sample(1, generator=gen)[0].float()
+        t = sampler.sample(views * times if frame_times else 1, generator=gen).float()
+        t = t.reshape(views, times) if frame_times else t[0]
         noise = torch.randn(x.shape, generator=gen)
         drop = torch.rand((), generator=gen) < cond_drop_prob
         setting = settings[int(torch.randint(len(settings), (), generator=gen))]

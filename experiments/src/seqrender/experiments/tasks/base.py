@@ -13,6 +13,12 @@ if TYPE_CHECKING:
 Draw = Callable[[int, range], Any]
 
 
+def frame_time(cfg: RunConfig) -> bool:
+    """Whether training draws one t per frame (view or grid cell): the model conditions each frame on
+    its own t (`TransformerConfig.frame_time`); otherwise one t per sample, the papers' reading."""
+    return bool(getattr(cfg.model.config, "frame_time", False))
+
+
 class Task:
     """What one kind of run trains on and how it is scored. Subclasses set `name` and `layout` (the
     dataset layout it reads, `layouts.dataset_layout`) and implement the methods below."""

@@ -12,7 +12,7 @@ from torch import Tensor, nn
 from seqrender.experiments.data.dynamic import GridScenes
 from seqrender.experiments.grid import GridBatch, grid_flow_loss, make_grid_batch
 from seqrender.experiments.grid_eval import evaluate_grid
-from seqrender.experiments.tasks.base import Task, register
+from seqrender.experiments.tasks.base import Task, frame_time, register
 
 
 class FourRealGrid(Task):
@@ -35,7 +35,8 @@ class FourRealGrid(Task):
         return lambda step, indices: make_grid_batch(data, seed=cfg.seed, step=step, indices=indices,
                                                      batch_size=tc.batch_size, sampler=sampler,
                                                      cond_drop_prob=tc.cond_drop_prob, settings=tc.grid_settings,
-                                                     residual=tc.grid_residual, anchor=tc.grid_anchor)
+                                                     residual=tc.grid_residual, anchor=tc.grid_anchor,
+                                                     frame_times=frame_time(cfg))
 
     def loss(self, model: nn.Module, batch: GridBatch) -> Tensor:
         return grid_flow_loss(model, batch)

@@ -19,7 +19,7 @@ from seqrender.experiments.layouts import dataset_positions
 from seqrender.experiments.streaming import StreamedSamples, StreamingDraw, clip_times
 from seqrender.experiments.evaluate import device_of, eval_batches, evaluate, model_method, score, summarise
 from seqrender.experiments.orbit import generate_orbits
-from seqrender.experiments.tasks.base import Task, register
+from seqrender.experiments.tasks.base import Task, frame_time, register
 from seqrender.recon.metrics import psnr
 
 IN_MEMORY = ("embedded", "embedded_video")  # procedural datasets: small, kept in memory
@@ -92,12 +92,6 @@ def flow_loss(model: nn.Module, batch: TrainBatch) -> Tensor:
     err = (pred - (batch.noise - batch.x)).pow(2).mean(dim=(2, 3, 4))          # (B, V)
     mask = batch.loss_mask.to(err.dtype)
     return ((err * mask).sum(1) / mask.sum(1).clamp_min(1)).mean()
-
-
-def frame_time(cfg) -> bool:
-    """Whether training draws one t per view: the model conditions each frame on its own t
-    (`KaleidoConfig.frame_time`); otherwise one t per sample, the paper's reading."""
-    return bool(getattr(cfg.model.config, "frame_time", False))
 
 
 def eval_vae(cfg, model: nn.Module):

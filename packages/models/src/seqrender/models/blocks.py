@@ -55,6 +55,12 @@ class TransformerConfig:
     # features per pixel; three 3×3 convs read them beside the noisy input z at full resolution and
     # add a zero-initialised correction to the generated frames' output.
     pixel_head: int = 0
+    # One timestep per frame (a Kaleido view, a 4RV2 grid cell) instead of one per scene (the papers):
+    # every frame's adaLN reads its own t, clean frames (references, given cells) t = 0, and forward
+    # accepts t per frame. Training can then draw one t per generated frame (diffusion forcing, Chen
+    # et al. 2024), so a step sees as many noise levels as it has targets; a sampler passing t (B,)
+    # gives every generated frame the same t, as before.
+    frame_time: bool = False
 
     def __post_init__(self):
         owner = type(self).__name__
@@ -81,6 +87,22 @@ def output_velocity(out: Tensor, z: Tensor, t: Tensor, config: TransformerConfig
     """The velocity ε − x from the network output `out` (B, ...) at (z (B, ...), t (B,)), `out` read as
     `config.prediction` (velocity: returned as is; data: (z − out) / max(t, prediction_eps))."""
     return convert_prediction(out, z, t, source=config.prediction, target="velocity", eps=config.prediction_eps)
+
+
+def frame_time_conditioning(embed: nn.Module, t: Tensor, clean: Tensor) -> Tensor:
+    """adaLN input per frame (`TransformerConfig.frame_time`): t (B,) or per frame (B, *frames), clean
+    (B, *frames) bool (frames given clean, read at t = 0) -> embed(t) (B, *frames, D)."""
+    per_frame = t.reshape(-1, *([1] * (clean.ndim - 1))).expand(clean.shape) if t.ndim == 1 else t
+    return embed(per_frame.masked_fill(clean, 0.0).flatten()).reshape(*clean.shape, -1)
+
+
+def check_time(t: Tensor, frames: tuple[int, ...], config: TransformerConfig) -> None:
+    """t must be (B,), or per frame (B, *frames) with `config.frame_time`; else a one-line ValueError."""
+    shapes = [frames[:1], frames] if config.frame_time else [frames[:1]]
+    if tuple(t.shape) not in shapes:
+        per_frame = (f" or per frame {tuple(frames)}" if config.frame_time
+                     else f" (per frame only with {type(config).__name__}.frame_time)")
+        raise ValueError(f"t must have shape (B,) = ({frames[0]},){per_frame}; got {tuple(t.shape)}")
 
 
 def broadcast_cond(c: Tensor, x: Tensor) -> Tensor:

@@ -5,7 +5,8 @@ t = a freeze-time video). Conditioning: the given first-row video (view 0 over t
 first-column video (time 0 over views) are patch-embedded (with a "given" indicator channel) and
 ADDED to the noised tokens of the grid cells they fill. Positions: the 4-D index (v, t, h, w) is
 collapsed to (v·T_max + t, h, w) and encoded with axial 3-D RoPE (the grid read as one long video,
-as a pretrained video model expects). No camera poses. One timestep per scene via adaLN-Zero.
+as a pretrained video model expects). No camera poses. One timestep per scene via adaLN-Zero (with
+`frame_time`: one per grid cell, given cells at t = 0).
 
 Each block: view-time attention → SwiGLU. `attention` picks the pattern (seqrender.attention):
 "fused" (one layer where (v, t) attends to every (v', t') with v' = v or t' = t, backend
@@ -23,7 +24,8 @@ from torch import Tensor, nn
 from seqrender.attention.variants import ParallelViewTimeAttention, SequentialViewTimeAttention
 from seqrender.attention.viewtime import BACKENDS, ViewTimeAttention
 from seqrender.models.blocks import (AdaLNModulation, FinalLayer, PatchEmbed, SwiGLU, TimestepEmbedding,
-                                     TransformerConfig, apply_pixel_head, check_choice, gate,
+                                     TransformerConfig, apply_pixel_head, check_choice, check_time,
+                                     frame_time_conditioning, gate,
                                      last_layer_channels, make_pixel_head, modulate, output_velocity,
                                      unpatchify)
 from seqrender.posenc import BlockTransform, Rotary, rope_angles
@@ -144,23 +146,26 @@ class FourReal(nn.Module):
     def forward(self, z: Tensor, t: Tensor, *, row: Tensor | None = None, column: Tensor | None = None) -> Tensor:
         """Predict the velocity ε − x of the whole grid (the network predicts `config.prediction`).
 
-        z (B, V, T, C, H, W): noised latent grid; t (B,) in [0, 1]; row (B, T, C, H, W): the given
+        z (B, V, T, C, H, W): noised latent grid; t (B,) in [0, 1], or per cell (B, V, T) with
+        `config.frame_time` (given cells read as t = 0); row (B, T, C, H, W): the given
         fixed-view video (view 0) or None; column (B, V, C, H, W): the given freeze-time video
         (time 0) or None. Returns (B, V, T, C, H, W).
         """
         self._check("z", z, (*z.shape[:3], self.config.in_channels, *z.shape[-2:]))
         batch, views, times = z.shape[:3]
+        check_time(t, (batch, views, times), self.config)
         cond = self.condition(z, row, column)
         flat = "b v t c h w -> b (v t) c h w"
         tokens = self.patch_embed(rearrange(z, flat)) + self.cond_embed(rearrange(cond, flat))
         tokens = rearrange(tokens, "b (v t) h w d -> b v t h w d", v=views)
         rope = self.rope(batch, views, times, tokens.shape[3], tokens.shape[4], z.device)
-        c = self.time_embed(t)
+        generated = cond[:, :, :, -1, 0, 0] == 0                                # (B, V, T): not given
+        c = frame_time_conditioning(self.time_embed, t, ~generated) if self.config.frame_time else self.time_embed(t)
         for block in self.blocks:
             tokens = block(tokens, c, rope=rope)
-        out = self.final(rearrange(tokens, "b v t h w d -> b (v t) h w d"), c)
+        cells = rearrange(c, "b v t d -> b (v t) d") if c.ndim == 4 else c     # (B, [V·T,] D)
+        out = self.final(rearrange(tokens, "b v t h w d -> b (v t) h w d"), cells)
         out = rearrange(unpatchify(out, self.config.patch_size), "b (v t) c h w -> b v t c h w", v=views)
-        generated = cond[:, :, :, -1, 0, 0] == 0                                # (B, V, T): not given
         out = apply_pixel_head(self.pixel_head, out, z, generated)            # (B, V, T, C, H, W)
         return output_velocity(out, z, t, self.config)
 

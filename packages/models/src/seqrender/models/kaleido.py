@@ -32,7 +32,8 @@ from seqrender.attention.window import check_frame_mask
 from seqrender.models import registry
 from seqrender.models.dinov2 import DINOV2_SIZES, load_dinov2, normalise_images
 from seqrender.models.blocks import (AdaLNModulation, FinalLayer, PatchEmbed, SwiGLU, TimestepEmbedding,
-                                     TransformerConfig, apply_pixel_head, check_choice, gate, grid_sincos,
+                                     TransformerConfig, apply_pixel_head, check_choice, check_time,
+                                     frame_time_conditioning, gate, grid_sincos,
                                      last_layer_channels, make_pixel_head, modulate, output_velocity,
                                      unpatchify)
 from seqrender.posenc import full_precision, grid_angles, invert_se3, normalise_translations
@@ -55,11 +56,6 @@ class KaleidoConfig(TransformerConfig):
     # GTA's logits see only offsets between tokens, so without it a token's place in the image (its
     # ray in its camera) can only be inferred from where the frame ends.
     absolute_positions: bool = False
-    # One timestep per frame instead of per scene (the paper: per scene): every frame's adaLN reads
-    # its own t, references t = 0 (they are clean), and forward accepts t (B, V). Training can then
-    # draw one t per target frame (diffusion forcing, Chen et al. 2024), so a step sees as many noise
-    # levels as it has targets; a sampler passing t (B,) gives every target the same t, as before.
-    frame_time: bool = False
 
     def __post_init__(self):
         super().__post_init__()
@@ -283,9 +279,7 @@ class Kaleido(nn.Module):
         -> (B, V, D), one per frame, references at t = 0."""
         if not self.config.frame_time:
             return self.time_embed(t)
-        per_frame = t[:, None].expand(is_reference.shape) if t.ndim == 1 else t
-        per_frame = per_frame.masked_fill(is_reference, 0.0)
-        return rearrange(self.time_embed(per_frame.flatten()), "(b v) d -> b v d", b=t.shape[0])
+        return frame_time_conditioning(self.time_embed, t, is_reference)
 
     def velocity_fn(self, *, is_reference: Tensor, intrinsics: Tensor | None = None,
                     extrinsics: Tensor | None = None, times: Tensor | None = None,
@@ -309,11 +303,7 @@ class Kaleido(nn.Module):
             check_frame_mask(frame_mask, batch, views)
         if channels != self.config.in_channels:
             raise ValueError(f"z must have in_channels={self.config.in_channels} channels; got {channels}")
-        shapes = [(batch,), (batch, views)] if self.config.frame_time else [(batch,)]
-        if tuple(t.shape) not in shapes:
-            per_frame = (f" or (B, V) = {(batch, views)}" if self.config.frame_time
-                         else " (per frame only with KaleidoConfig.frame_time)")
-            raise ValueError(f"t must have shape (B,) = ({batch},){per_frame}; got {tuple(t.shape)}")
+        check_time(t, (batch, views), self.config)
         if is_reference.dtype != torch.bool or tuple(is_reference.shape) != (batch, views):
             raise ValueError(f"is_reference must be bool of shape (B, V) = {(batch, views)}")
         if extrinsics is not None and tuple(extrinsics.shape) != (batch, views, 4, 4):
