@@ -9,6 +9,7 @@ single-process run draws.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Callable, Sequence
@@ -98,6 +99,15 @@ def _epoch_order(seed: int, epoch: int, num_scenes: int) -> Tensor:
     return torch.randperm(num_scenes, generator=generator_from(seed, epoch))
 
 
+def draw_times(sampler, frames: tuple[int, ...], *, per_frame: bool, generator) -> Tensor:
+    """A sample's timestep: one per frame, shape `frames` (`frame_time` models), or one per sample
+    (a 0-d tensor, the papers' reading: the sampler is then called for 1, as before, so the draws
+    of the other streams are unchanged)."""
+    count = math.prod(frames) if per_frame else 1
+    t = sampler.sample(count, generator=generator).float()
+    return t.reshape(frames) if per_frame else t[0]
+
+
 def scene_index(seed: int, position: int, num_scenes: int) -> int:
     """Scene of the `position`-th training sample overall (epoch-wise permutations)."""
     epoch, offset = divmod(position, num_scenes)
@@ -133,14 +143,13 @@ class ViewSampling:
         chosen = torch.randperm(available, generator=gen)[:self.views]
         split = sample_view_split(1, self.views, random_masking=self.random_masking, references=self.references,
                                   generator=gen)
-        t = self.sampler.sample(self.views if self.frame_times else 1, generator=gen)
-        t = t if self.frame_times else t[0]
+        t = draw_times(self.sampler, (self.views,), per_frame=self.frame_times, generator=gen)
         views = read(scene, chosen)
         x = views["images"] * 2 - 1
         return dict(
             x=x,
             noise=torch.randn(x.shape, generator=gen),
-            t=t.float(),
+            t=t,
             is_reference=split.is_reference[0],
             loss_mask=split.target_mask[0],
             frame_mask=split.frame_mask[0],

@@ -31,7 +31,7 @@ import torch
 from torch import Tensor, nn
 
 from seqrender import flowmatch
-from seqrender.experiments.batching import scene_index, to_device
+from seqrender.experiments.batching import draw_times, scene_index, to_device
 from seqrender.experiments.config import GRID_SETTINGS
 from seqrender.experiments.data.dynamic import GridScenes
 from seqrender.experiments.data.seeding import generator_from
@@ -138,8 +138,7 @@ def make_grid_batch(scenes: GridScenes, *, seed: int, step: int, indices: range,
     for g in indices:
         gen = generator_from(seed, step, g)
         x = scenes.images[scene_index(seed, step * batch_size + g, len(scenes))] * 2 - 1
-        t = sampler.sample(views * times if frame_times else 1, generator=gen).float()
-        t = t.reshape(views, times) if frame_times else t[0]
+        t = draw_times(sampler, (views, times), per_frame=frame_times, generator=gen)
         noise = torch.randn(x.shape, generator=gen)
         drop = torch.rand((), generator=gen) < cond_drop_prob
         setting = settings[int(torch.randint(len(settings), (), generator=gen))]

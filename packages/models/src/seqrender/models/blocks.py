@@ -89,9 +89,11 @@ def output_velocity(out: Tensor, z: Tensor, t: Tensor, config: TransformerConfig
     return convert_prediction(out, z, t, source=config.prediction, target="velocity", eps=config.prediction_eps)
 
 
-def frame_time_conditioning(embed: nn.Module, t: Tensor, clean: Tensor) -> Tensor:
-    """adaLN input per frame (`TransformerConfig.frame_time`): t (B,) or per frame (B, *frames), clean
-    (B, *frames) bool (frames given clean, read at t = 0) -> embed(t) (B, *frames, D)."""
+def time_conditioning(embed: nn.Module, t: Tensor, clean: Tensor, config: TransformerConfig) -> Tensor:
+    """adaLN input: embed(t) (B, D), one per scene; with `config.frame_time` one per frame: t (B,) or
+    (B, *frames), clean (B, *frames) bool (frames given clean, read at t = 0) -> (B, *frames, D)."""
+    if not config.frame_time:
+        return embed(t)
     per_frame = t.reshape(-1, *([1] * (clean.ndim - 1))).expand(clean.shape) if t.ndim == 1 else t
     return embed(per_frame.masked_fill(clean, 0.0).flatten()).reshape(*clean.shape, -1)
 

@@ -25,7 +25,7 @@ from seqrender.attention.variants import ParallelViewTimeAttention, SequentialVi
 from seqrender.attention.viewtime import BACKENDS, ViewTimeAttention
 from seqrender.models.blocks import (AdaLNModulation, FinalLayer, PatchEmbed, SwiGLU, TimestepEmbedding,
                                      TransformerConfig, apply_pixel_head, check_choice, check_time,
-                                     frame_time_conditioning, gate,
+                                     gate, time_conditioning,
                                      last_layer_channels, make_pixel_head, modulate, output_velocity,
                                      unpatchify)
 from seqrender.posenc import BlockTransform, Rotary, rope_angles
@@ -160,7 +160,7 @@ class FourReal(nn.Module):
         tokens = rearrange(tokens, "b (v t) h w d -> b v t h w d", v=views)
         rope = self.rope(batch, views, times, tokens.shape[3], tokens.shape[4], z.device)
         generated = cond[:, :, :, -1, 0, 0] == 0                                # (B, V, T): not given
-        c = frame_time_conditioning(self.time_embed, t, ~generated) if self.config.frame_time else self.time_embed(t)
+        c = time_conditioning(self.time_embed, t, ~generated, self.config)      # (B, D) or per cell (B, V, T, D)
         for block in self.blocks:
             tokens = block(tokens, c, rope=rope)
         cells = rearrange(c, "b v t d -> b (v t) d") if c.ndim == 4 else c     # (B, [V·T,] D)

@@ -33,7 +33,7 @@ from seqrender.models import registry
 from seqrender.models.dinov2 import DINOV2_SIZES, load_dinov2, normalise_images
 from seqrender.models.blocks import (AdaLNModulation, FinalLayer, PatchEmbed, SwiGLU, TimestepEmbedding,
                                      TransformerConfig, apply_pixel_head, check_choice, check_time,
-                                     frame_time_conditioning, gate, grid_sincos,
+                                     gate, grid_sincos, time_conditioning,
                                      last_layer_channels, make_pixel_head, modulate, output_velocity,
                                      unpatchify)
 from seqrender.posenc import full_precision, grid_angles, invert_se3, normalise_translations
@@ -264,7 +264,7 @@ class Kaleido(nn.Module):
                 raise ValueError("images (B, V, 3, Hi, Wi) are required when KaleidoConfig.aux_encoder is set")
             tokens = tokens + self.aux_features(images, is_reference & keep_content, tuple(tokens.shape[2:4]))
         spatial, temporal = self.transforms(tuple(tokens.shape[:4]), poses=poses, times=times)
-        c = self.time_conditioning(t, is_reference)
+        c = time_conditioning(self.time_embed, t, is_reference, self.config)   # (B, D) or per frame (B, V, D)
         for block in self.blocks:
             tokens = block(tokens, c, spatial=spatial, temporal=temporal, frame_mask=frame_mask)
         out = unpatchify(self.final(tokens, c), self.config.patch_size)            # (B, V, C + F, H, W)
@@ -273,13 +273,6 @@ class Kaleido(nn.Module):
             out = out + rearrange(self.output_conv(rearrange(out, "b v c h w -> (b v) c h w")),
                                   "(b v) c h w -> b v c h w", b=out.shape[0])
         return output_velocity(out, z, t, self.config)
-
-    def time_conditioning(self, t: Tensor, is_reference: Tensor) -> Tensor:
-        """adaLN input: t (B,) -> (B, D), one per scene; with `config.frame_time`, t (B,) or (B, V)
-        -> (B, V, D), one per frame, references at t = 0."""
-        if not self.config.frame_time:
-            return self.time_embed(t)
-        return frame_time_conditioning(self.time_embed, t, is_reference)
 
     def velocity_fn(self, *, is_reference: Tensor, intrinsics: Tensor | None = None,
                     extrinsics: Tensor | None = None, times: Tensor | None = None,
